@@ -1,0 +1,39 @@
+# graphwire's two entry points: `make demo` (the main job) and `make test` (the tests).
+# Both create .venv when it is missing, install a CPU torch first when none is importable
+# (set TORCH_SPEC / TORCH_INDEX for a GPU build), then the package with its extras.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.graphwire-installed
+
+.PHONY: demo test lint docs install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m benchmarks demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
+
+test: lint $(STAMP)
+	$(PY) -m pytest
+	$(MAKE) docs
+
+clean:
+	rm -rf docs/_build docs/api/generated .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""graphwire's benchmark suites: ``python -m benchmarks SUITE``."""

@@ -1,0 +1,36 @@
+"""Wiring rules: the top-k edge selection, the rules built on it, and the DNW optimizer.
+
+The second stage of graphwire's flow: graph -> **wiring rule** -> execution -> training
+-> export.
+"""
+
+from graphwire.wiring.optimizer import DNWOptimizer, Rewirable
+from graphwire.wiring.rules import (
+    DNW,
+    RULES,
+    Complete,
+    DNWNoUpdate,
+    Frozen,
+    RandomGraph,
+    WiringRule,
+    make_rule,
+    straight_through,
+)
+from graphwire.wiring.topk import apportion, resolve_budget, select_topk
+
+__all__ = [
+    "select_topk",
+    "apportion",
+    "resolve_budget",
+    "WiringRule",
+    "DNW",
+    "DNWNoUpdate",
+    "RandomGraph",
+    "Complete",
+    "Frozen",
+    "RULES",
+    "make_rule",
+    "straight_through",
+    "DNWOptimizer",
+    "Rewirable",
+]

@@ -1,0 +1,193 @@
+"""The DNW optimizer: any ``torch.optim`` optimizer, followed by an edge re-selection."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from graphwire._utils import describe
+from graphwire.errors import CheckpointError, GraphError
+
+__all__ = ["DNWOptimizer", "Rewirable"]
+
+
+@runtime_checkable
+class Rewirable(Protocol):
+    """What :class:`DNWOptimizer` needs of a module: a weight, a mask, and re-selection.
+
+    :class:`~graphwire.WiredGraph` and the compiled modules implement it.
+    """
+
+    weight: Tensor
+    edge_mask: Tensor
+
+    def reselect(self) -> tuple[int, int]:
+        """Re-select the edges; return ``(edges added, edges removed)``."""
+        ...
+
+
+def _find_wired(model_or_modules: Any) -> dict[str, Rewirable]:
+    if isinstance(model_or_modules, Rewirable) and isinstance(model_or_modules, nn.Module):
+        return {"": model_or_modules}
+    if isinstance(model_or_modules, nn.Module):
+        found: dict[str, Rewirable] = {}
+        for name, module in model_or_modules.named_modules():
+            if isinstance(module, Rewirable) and not any(
+                name.startswith(f"{p}.") for p in found if p
+            ):
+                found[name] = module
+        return found
+    if isinstance(model_or_modules, Iterable):
+        items = list(model_or_modules)
+        if all(isinstance(m, Rewirable) for m in items):
+            return {str(i): m for i, m in enumerate(items)}
+    raise GraphError(
+        f"model_or_params must be an nn.Module containing wired graphs, or an iterable of "
+        f"wired modules; got {describe(model_or_modules)}. Pass the model itself, e.g. "
+        "DNWOptimizer(model, torch.optim.SGD(model.parameters(), lr=0.1))."
+    )
+
+
+class DNWOptimizer(Optimizer):
+    """Wrap a ``torch.optim`` optimizer so each step is followed by an edge re-selection.
+
+    After the base optimizer updates every parameter (edge weights included, selected or
+    not), each wired module re-selects its edges by its rule; the edges swapped in and out
+    are counted. The wrapper shares the base optimizer's ``param_groups`` and ``state``,
+    so learning-rate schedulers work on it directly.
+
+    Args:
+        model_or_params: A module holding wired modules (found recursively), or an
+            iterable of wired modules.
+        base_optimizer: The optimizer that updates the parameters; it must include the
+            edge weights. The paper uses SGD with momentum 0.9 and weight decay.
+
+    Attributes:
+        last_swaps: ``{module name: (edges in, edges out)}`` of the last step.
+        swaps_total: Edges swapped in over all steps so far.
+
+    Example:
+        >>> import torch
+        >>> from graphwire import DNWOptimizer, WiredGraph
+        >>> from graphwire.graph import layered_dag
+        >>> net = WiredGraph(layered_dag([2, 4, 2]), node_op="relu", density=0.5, seed=0)
+        >>> opt = DNWOptimizer(net, torch.optim.SGD(net.parameters(), lr=0.1))
+        >>> net(torch.randn(8, 2)).pow(2).mean().backward()
+        >>> opt.step(); opt.zero_grad()
+        >>> sorted(opt.last_swaps)
+        ['']
+    """
+
+    def __init__(self, model_or_params: nn.Module | Iterable[nn.Module], base_optimizer: Optimizer):
+        if not isinstance(base_optimizer, Optimizer):
+            raise GraphError(
+                f"base_optimizer must be a torch.optim.Optimizer; got {describe(base_optimizer)}."
+            )
+        self.wired = _find_wired(model_or_params)
+        if not self.wired:
+            raise GraphError(
+                "model_or_params holds no wired module (WiredGraph or a compiled one); there is "
+                "nothing for DNWOptimizer to re-select. Use the base optimizer alone."
+            )
+        managed = {id(p) for group in base_optimizer.param_groups for p in group["params"]}
+        for name, module in self.wired.items():
+            if id(module.weight) not in managed:
+                raise GraphError(
+                    f"base_optimizer does not update the edge weights of wired module "
+                    f"{name or '<root>'!r}; build it from model.parameters()."
+                )
+        self.base_optimizer = base_optimizer
+        self.defaults = base_optimizer.defaults
+        for hooks in (
+            "_optimizer_step_pre_hooks",
+            "_optimizer_step_post_hooks",
+            "_optimizer_state_dict_pre_hooks",
+            "_optimizer_state_dict_post_hooks",
+            "_optimizer_load_state_dict_pre_hooks",
+            "_optimizer_load_state_dict_post_hooks",
+        ):
+            setattr(self, hooks, OrderedDict())
+        self.last_swaps: dict[str, tuple[int, int]] = {}
+        self.swaps_total = 0
+        self.steps = 0
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:  # noqa: D102
+        return self.base_optimizer.param_groups
+
+    @property
+    def state(self):  # noqa: D102
+        return self.base_optimizer.state
+
+    @property
+    def swaps_last_step(self) -> int:
+        """Edges swapped in (equal to edges swapped out) over all modules in the last step."""
+        return sum(added for added, _ in self.last_swaps.values())
+
+    def step(self, closure: Callable[[], float] | None = None):
+        """Run the base optimizer's step, then re-select every wired module's edges.
+
+        Returns:
+            Whatever the base optimizer's ``step`` returns (the loss with a closure).
+        """
+        loss = self.base_optimizer.step(closure)
+        with torch.no_grad():
+            self.last_swaps = {name: m.reselect() for name, m in self.wired.items()}
+        self.steps += 1
+        self.swaps_total += self.swaps_last_step
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients of every parameter of the base optimizer."""
+        self.base_optimizer.zero_grad(set_to_none=set_to_none)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a parameter group to the base optimizer."""
+        self.base_optimizer.add_param_group(param_group)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base optimizer's state, every wired module's mask, and the swap counters."""
+        return {
+            "base": self.base_optimizer.state_dict(),
+            "masks": {name: m.edge_mask.detach().cpu().clone() for name, m in self.wired.items()},
+            "steps": self.steps,
+            "swaps_total": self.swaps_total,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the base optimizer and the masks written by :meth:`state_dict`.
+
+        Raises:
+            CheckpointError: if the modules or mask shapes do not match this model.
+        """
+        missing = {"base", "masks"} - set(state_dict)
+        if missing:
+            raise CheckpointError(
+                f"state_dict is not a DNWOptimizer state: it lacks {sorted(missing)}."
+            )
+        masks = state_dict["masks"]
+        if set(masks) != set(self.wired):
+            raise CheckpointError(
+                f"state_dict holds masks for wired modules {sorted(masks)} but this model has "
+                f"{sorted(self.wired)}; load a checkpoint of the same model."
+            )
+        for name, module in self.wired.items():
+            if masks[name].shape != module.edge_mask.shape:
+                raise CheckpointError(
+                    f"mask of wired module {name!r} has shape {list(masks[name].shape)} in "
+                    f"state_dict but {list(module.edge_mask.shape)} in the model."
+                )
+        self.base_optimizer.load_state_dict(state_dict["base"])
+        with torch.no_grad():
+            for name, module in self.wired.items():
+                module.edge_mask.copy_(masks[name])
+        self.steps = int(state_dict.get("steps", 0))
+        self.swaps_total = int(state_dict.get("swaps_total", 0))
+
+    def __repr__(self) -> str:
+        return f"DNWOptimizer(wired={list(self.wired)}, base={type(self.base_optimizer).__name__})"

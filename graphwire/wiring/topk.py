@@ -1,0 +1,146 @@
+"""The one top-k of graphwire: edge budgets per scope and the selection of edges.
+
+Every wiring rule, executor and benchmark selects edges through :func:`select_topk`;
+there is no second implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from graphwire.errors import SelectionError
+
+__all__ = ["select_topk", "apportion", "resolve_budget"]
+
+
+def _topk_1d(scores: Tensor, k: int) -> Tensor:
+    """Boolean mask of the ``k`` largest ``scores``; ties go to the lower index.
+
+    Runs in linear time: one partial selection for the threshold, then comparisons;
+    never a full sort.
+    """
+    n = scores.numel()
+    mask = torch.zeros(n, dtype=torch.bool, device=scores.device)
+    if k <= 0:
+        return mask
+    if k >= n:
+        return mask.fill_(True)
+    threshold = torch.topk(scores, k, sorted=False).values.min()
+    torch.gt(scores, threshold, out=mask)
+    missing = k - int(mask.sum())
+    if missing:
+        ties = (scores == threshold).nonzero().flatten()[:missing]
+        mask[ties] = True
+    return mask
+
+
+def select_topk(
+    scores: Tensor, k: Tensor | Sequence[int], members: Sequence[Tensor] | None = None
+) -> Tensor:
+    """Select the ``k`` highest-scoring edges in each scope.
+
+    Args:
+        scores: ``[E]`` scores (DNW uses ``|w|``).
+        k: Edges to keep in each scope, one count per entry of ``members``.
+        members: The edge indices of each scope (disjoint); ``None`` means one global
+            scope over all ``E`` edges, and ``k`` then holds one count.
+
+    Returns:
+        A boolean ``[E]`` mask with exactly ``k[s]`` edges set among ``members[s]``. Ties
+        are broken towards the lower edge index, so the result is deterministic.
+
+    Raises:
+        SelectionError: if a score is NaN (training has diverged).
+
+    Example:
+        >>> import torch
+        >>> from graphwire.wiring import select_topk
+        >>> select_topk(torch.tensor([0.5, 2.0, 0.5, 1.0]), [2]).tolist()
+        [False, True, False, True]
+        >>> select_topk(torch.tensor([1.0, 1.0, 1.0]), [2]).tolist()  # ties: lower index
+        [True, True, False]
+    """
+    if torch.isnan(scores).any():
+        raise SelectionError(
+            f"scores contain {int(torch.isnan(scores).sum())} NaN values; training has "
+            "diverged (lower the learning rate) or the weights were corrupted."
+        )
+    ks = [int(x) for x in k]
+    if members is None:
+        return _topk_1d(scores, ks[0])
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    for idx, kk in zip(members, ks):
+        mask[idx[_topk_1d(scores[idx], kk)]] = True
+    return mask
+
+
+def apportion(total: int, sizes: Sequence[int]) -> list[int]:
+    """Split ``total`` over scopes in proportion to ``sizes`` (largest remainder).
+
+    Example:
+        >>> from graphwire.wiring import apportion
+        >>> apportion(10, [1, 1, 2])
+        [3, 2, 5]
+    """
+    whole = sum(sizes)
+    exact = [total * s / whole for s in sizes]
+    shares = [int(e) for e in exact]
+    order = sorted(range(len(sizes)), key=lambda i: (shares[i] - exact[i], i))
+    for i in order[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def resolve_budget(
+    sizes: Sequence[int],
+    *,
+    k: int | Mapping[str, int] | None,
+    density: float | None,
+    names: Sequence[str] | None = None,
+) -> list[int]:
+    """Turn ``k`` or ``density`` into an edge count per scope.
+
+    Args:
+        sizes: Number of candidate edges in each scope.
+        k: Total edges to keep (split in proportion to ``sizes``), or a mapping from scope
+            name to its count.
+        density: Fraction of candidates to keep, in ``(0, 1]``.
+        names: Scope names, for a mapping ``k`` and for error messages.
+
+    Raises:
+        SelectionError: when neither or both of ``k`` and ``density`` are given, or a value
+            is out of range.
+
+    Example:
+        >>> from graphwire.wiring import resolve_budget
+        >>> resolve_budget([100, 300], k=None, density=0.1)
+        [10, 30]
+    """
+    total = sum(sizes)
+    if (k is None) == (density is None):
+        raise SelectionError(
+            f"give exactly one of k (an edge count) and density (a fraction); got k={k!r}, "
+            f"density={density!r}. For example density=0.1 keeps 10% of the {total} candidates."
+        )
+    if density is not None:
+        if isinstance(density, bool) or not 0.0 < float(density) <= 1.0:
+            raise SelectionError(f"density must be in (0, 1]; got {density!r}.")
+        return apportion(round(float(density) * total), sizes)
+    if isinstance(k, Mapping):
+        names = list(names or [])
+        unknown = sorted(set(k) - set(names))
+        if unknown or set(k) != set(names):
+            raise SelectionError(
+                f"k as a mapping needs one count for each scope {names}; got keys {sorted(k)}."
+            )
+        counts = [int(k[n]) for n in names]
+        for n, c, s in zip(names, counts, sizes):
+            if not 0 <= c <= s:
+                raise SelectionError(f"k[{n!r}]={c} must be in [0, {s}], the scope's candidates.")
+        return counts
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= total:
+        raise SelectionError(f"k must be an int in [1, {total}] (the candidate edges); got {k!r}.")
+    return apportion(k, sizes)

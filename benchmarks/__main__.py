@@ -1,22 +1,31 @@
-"""Command-line entry of the benchmark suites: ``python -m benchmarks SUITE``."""
+"""Command-line entry of the benchmark suites: ``python -m benchmarks SUITE [options]``.
+
+Each suite is a module of this package with ``add_arguments(parser)`` and
+``run(args) -> int``; :data:`SUITES` maps suite names to those modules.
+"""
 
 from __future__ import annotations
 
 import argparse
-import runpy
+import importlib
 import sys
-from pathlib import Path
+
+#: Suite name -> module implementing it.
+SUITES: dict[str, str] = {
+    "demo": "benchmarks.demo",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen suite."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("suite", choices=["demo"], help="the suite to run")
+    sub = parser.add_subparsers(dest="suite", required=True, metavar="SUITE")
+    for name, module_name in SUITES.items():
+        module = importlib.import_module(module_name)
+        summary = (module.__doc__ or name).strip().splitlines()[0]
+        module.add_arguments(sub.add_parser(name, help=summary, description=module.__doc__))
     args = parser.parse_args(argv)
-    if args.suite == "demo":
-        script = Path(__file__).resolve().parent.parent / "docs" / "tutorials" / "quickstart.py"
-        runpy.run_path(str(script), run_name="__main__")
-    return 0
+    return int(importlib.import_module(SUITES[args.suite]).run(args) or 0)
 
 
 if __name__ == "__main__":

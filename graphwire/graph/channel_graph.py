@@ -254,12 +254,6 @@ class ChannelGraph:
         """Number of candidate edges out of each node, int64 ``[N]``."""
         return torch.bincount(self.edge_index[0], minlength=self.num_nodes)
 
-    def _adjacency(self) -> list[list[int]]:
-        succ: list[list[int]] = [[] for _ in range(self.num_nodes)]
-        for u, v in self.edge_index.t().tolist():
-            succ[u].append(v)
-        return succ
-
     def reachable_from_inputs(self, edge_mask: Tensor | None = None) -> Tensor:
         """Boolean ``[N]``: which nodes a path from an input node reaches (inputs included).
 
@@ -276,30 +270,41 @@ class ChannelGraph:
         """
         return _propagate(self.edge_index.flip(0), self.num_nodes, self.outputs, edge_mask)
 
+    def _peel(self) -> tuple[list[Tensor], Tensor]:
+        """Kahn's algorithm on tensors: the generations, and the nodes left on cycles."""
+        src, dst = self.edge_index
+        indeg = self.in_degree.clone()
+        remaining = torch.ones(self.num_nodes, dtype=torch.bool)
+        gens = []
+        while True:
+            current = remaining & (indeg == 0)
+            if not current.any():
+                return gens, remaining
+            gens.append(current.nonzero().flatten())
+            remaining &= ~current
+            indeg -= torch.bincount(dst[current[src]], minlength=self.num_nodes)
+
     def _find_cycle(self) -> list[int] | None:
         """Return one directed cycle (first node repeated at the end), or ``None``."""
-        succ = self._adjacency()
-        state = [0] * self.num_nodes  # 0 new, 1 on stack, 2 done
-        for root in range(self.num_nodes):
-            if state[root]:
-                continue
-            stack = [(root, iter(succ[root]))]
-            path = [root]
-            state[root] = 1
-            while stack:
-                node, it = stack[-1]
-                nxt = next(it, None)
-                if nxt is None:
-                    stack.pop()
-                    path.pop()
-                    state[node] = 2
-                elif state[nxt] == 1:
-                    return path[path.index(nxt) :] + [nxt]
-                elif state[nxt] == 0:
-                    state[nxt] = 1
-                    stack.append((nxt, iter(succ[nxt])))
-                    path.append(nxt)
-        return None
+        _, remaining = self._peel()
+        if not remaining.any():
+            return None
+        # Every node left has a predecessor that is also left: walk backwards until a
+        # node repeats; the walk between the repeats, reversed, is a cycle.
+        src, dst = self.edge_index
+        inner = remaining[src] & remaining[dst]
+        src, dst = src[inner], dst[inner]
+        walk = [int(remaining.nonzero()[0])]
+        seen = {walk[0]: 0}
+        while True:
+            v = int(src[(dst == walk[-1]).nonzero()[0]])
+            if v in seen:
+                cycle = walk[seen[v] :][::-1]
+                first = cycle.index(min(cycle))  # start at the smallest node: deterministic
+                cycle = cycle[first:] + cycle[:first]
+                return cycle + [cycle[0]]
+            seen[v] = len(walk)
+            walk.append(v)
 
     @cached_property
     def generations(self) -> tuple[Tensor, ...]:
@@ -309,20 +314,7 @@ class ChannelGraph:
         earlier generation to a later one. Requires an acyclic graph.
         """
         self.validate(mode="dag")
-        indeg = self.in_degree.clone()
-        succ = self._adjacency()
-        current = (indeg == 0).nonzero().flatten().tolist()
-        gens = []
-        while current:
-            gens.append(torch.tensor(sorted(current), dtype=torch.long))
-            nxt = []
-            for u in current:
-                for v in succ[u]:
-                    indeg[v] -= 1
-                    if indeg[v] == 0:
-                        nxt.append(v)
-            current = nxt
-        return tuple(gens)
+        return tuple(self._peel()[0])
 
     @property
     def edge_group(self) -> Tensor | None:

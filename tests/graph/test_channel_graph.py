@@ -135,3 +135,28 @@ def test_reachability_helpers():
         True,
         True,
     ]
+
+
+def test_cycle_found_behind_a_long_tail_and_is_a_real_cycle():
+    # a chain 0 -> 1 -> ... -> 40 feeding a 3-cycle, plus nodes downstream of the cycle
+    chain = [(i, i + 1) for i in range(40)]
+    edges = chain + [(40, 41), (41, 42), (42, 40), (42, 43), (43, 44)]
+    g = ChannelGraph(ei(*edges), 45, inputs=[0], outputs=[44])
+    with pytest.raises(CycleError) as info:
+        g.validate("dag")
+    cycle = info.value.cycle
+    assert cycle == [40, 41, 42, 40]
+    pairs = set(edges)
+    assert all((u, v) in pairs for u, v in zip(cycle, cycle[1:]))
+
+
+def test_generations_partition_nodes_and_respect_edges():
+    from graphwire.graph import erdos_renyi
+
+    g = erdos_renyi(60, 0.1, seed=4)
+    gens = g.generations
+    level = torch.empty(g.num_nodes, dtype=torch.long)
+    for i, nodes in enumerate(gens):
+        level[nodes] = i
+    assert sorted(torch.cat(gens).tolist()) == list(range(60))
+    assert bool((level[g.edge_index[0]] < level[g.edge_index[1]]).all())

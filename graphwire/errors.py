@@ -13,6 +13,7 @@ __all__ = [
     "ReachabilityError",
     "SelectionError",
     "CheckpointError",
+    "DataError",
 ]
 
 
@@ -50,3 +51,7 @@ class SelectionError(GraphError):
 
 class CheckpointError(GraphError):
     """A checkpoint is missing, truncated, or does not match the model."""
+
+
+class DataError(GraphError):
+    """A data set is missing, incomplete, or needs a package that is not installed."""

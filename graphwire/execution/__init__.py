@@ -4,6 +4,16 @@ The third stage of graphwire's flow: graph -> wiring rule -> **execution** -> tr
 -> export.
 """
 
+from graphwire.execution.layers import (
+    SPARSIFY_SCOPES,
+    SharedBudget,
+    WiredConv1d,
+    WiredConv2d,
+    WiredConv3d,
+    WiredLayer,
+    WiredLinear,
+    sparsify,
+)
 from graphwire.execution.node_ops import (
     NODE_OPS,
     Activation,
@@ -41,4 +51,12 @@ __all__ = [
     "ContinuousExecutor",
     "EXECUTORS",
     "propagate",
+    "WiredLayer",
+    "WiredLinear",
+    "WiredConv1d",
+    "WiredConv2d",
+    "WiredConv3d",
+    "SharedBudget",
+    "sparsify",
+    "SPARSIFY_SCOPES",
 ]

@@ -21,6 +21,11 @@ class Rewirable(Protocol):
     """What :class:`DNWOptimizer` needs of a module: a weight, a mask, and re-selection.
 
     :class:`~graphwire.WiredGraph` and the compiled modules implement it.
+
+    A module may also carry a ``shared_budget``: an object whose ``reselect()`` runs one
+    top-k over several modules at once and returns ``{module: (added, removed)}`` (see
+    :class:`~graphwire.execution.SharedBudget`). :class:`DNWOptimizer` then re-selects each
+    shared budget once per step instead of once per module.
     """
 
     weight: Tensor
@@ -51,6 +56,21 @@ def _find_wired(model_or_modules: Any) -> dict[str, Rewirable]:
         f"wired modules; got {describe(model_or_modules)}. Pass the model itself, e.g. "
         "DNWOptimizer(model, torch.optim.SGD(model.parameters(), lr=0.1))."
     )
+
+
+def _reselect_all(wired: dict[str, Rewirable]) -> dict[str, tuple[int, int]]:
+    """Re-select every module; a shared budget selects once for all of its modules."""
+    swaps: dict[str, tuple[int, int]] = {}
+    shared_done: dict[int, dict] = {}
+    for name, module in wired.items():
+        shared = getattr(module, "shared_budget", None)
+        if shared is None:
+            swaps[name] = module.reselect()
+            continue
+        if id(shared) not in shared_done:
+            shared_done[id(shared)] = shared.reselect()
+        swaps[name] = shared_done[id(shared)][module]
+    return swaps
 
 
 class DNWOptimizer(Optimizer):
@@ -137,7 +157,7 @@ class DNWOptimizer(Optimizer):
         """
         loss = self.base_optimizer.step(closure)
         with torch.no_grad():
-            self.last_swaps = {name: m.reselect() for name, m in self.wired.items()}
+            self.last_swaps = _reselect_all(self.wired)
         self.steps += 1
         self.swaps_total += self.swaps_last_step
         return loss

@@ -24,6 +24,7 @@ __all__ = [
     "RandomGraph",
     "Complete",
     "Frozen",
+    "TargetedDropout",
     "RULES",
     "make_rule",
     "straight_through",
@@ -168,9 +169,73 @@ class Frozen(WiringRule):
         return f"Frozen(kept={int(self.mask.sum())} of {self.mask.numel()})"
 
 
+class TargetedDropout(WiringRule):
+    """Targeted dropout (Gomez et al., 2019), the paper's comparison with ``rho = 0.95``.
+
+    The kept edges are the top-k by ``|w|``, re-selected after every step as in DNW. The
+    *targeted* edges are the others (a fraction ``1 - density`` of the candidates): during
+    training each of them takes part in the forward pass with probability ``1 - rho``,
+    so the network learns to work without them and the top-k it keeps at evaluation is
+    the network it was trained to be. A new drop pattern is drawn at every forward call
+    of the wired module (once per pass, so an ODE solver sees one fixed pattern); in
+    evaluation mode only the top-k is used. Gradients reach the edges in use (kept plus
+    surviving targeted ones), as in ordinary dropout; the surviving weights are not
+    rescaled.
+
+    Args:
+        rho: Probability of dropping a targeted edge, in ``[0, 1]``.
+        seed: Seed of the drop patterns; ``None`` uses torch's global generator.
+
+    Example:
+        >>> import torch
+        >>> from graphwire import WiredGraph
+        >>> from graphwire.graph import bipartite
+        >>> from graphwire.wiring import TargetedDropout
+        >>> net = WiredGraph(bipartite(8, 8), node_op="identity", k=8,
+        ...                  rule=TargetedDropout(rho=0.5, seed=0))
+        >>> _ = net(torch.randn(2, 8))  # training mode: about half the targeted edges join
+        >>> int(net.edge_mask.sum()), bool(net.effective_weight().ne(0).sum() > 8)
+        (8, True)
+        >>> _ = net.eval(); int(net.effective_weight().ne(0).sum())
+        8
+    """
+
+    name = "targeted_dropout"
+    reselects = True
+
+    def __init__(self, rho: float = 0.95, seed: int | None = None):
+        if isinstance(rho, bool) or not 0.0 <= float(rho) <= 1.0:
+            raise SelectionError(f"TargetedDropout rho must be in [0, 1]; got {rho!r}.")
+        self.rho = float(rho)
+        self.seed = seed
+        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
+
+    def setup(self, module: nn.Module) -> None:
+        """Draw a fresh drop pattern before every forward call of ``module``."""
+        if getattr(module, "_targeted_dropout_hook", None) is None:
+            module._targeted_keep = None
+            module._targeted_dropout_hook = module.register_forward_pre_hook(self._resample)
+
+    def _resample(self, module: nn.Module, args) -> None:
+        if not module.training:
+            module._targeted_keep = None
+            return
+        draw = torch.rand(module.weight.shape, generator=self.generator)
+        module._targeted_keep = (draw >= self.rho).to(module.weight.device)
+
+    def effective_weight(self, module: nn.Module, weight: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
+        keep = getattr(module, "_targeted_keep", None)
+        if module.training and keep is not None:
+            return weight * (mask | keep)
+        return weight * mask
+
+    def __repr__(self) -> str:
+        return f"TargetedDropout(rho={self.rho})"
+
+
 #: Wiring rules by name.
 RULES: dict[str, type[WiringRule]] = {
-    r.name: r for r in (DNW, DNWNoUpdate, RandomGraph, Complete, Frozen)
+    r.name: r for r in (DNW, DNWNoUpdate, RandomGraph, Complete, Frozen, TargetedDropout)
 }
 
 

@@ -1,0 +1,506 @@
+"""Wired layers: ``Linear`` and ``Conv`` layers whose channel graph is learned, and ``sparsify``.
+
+A dense layer from ``C_in`` to ``C_out`` channels is a complete bipartite channel graph:
+the edge ``i -> o`` carries the kernel ``weight[o, i]`` (one number for a ``Linear``, a
+``k x k`` kernel for a ``Conv2d``; with ``groups`` only the channels of a group are
+joined). A wired layer keeps its usual ``weight`` and adds a boolean ``edge_mask`` of the
+same shape; selection is *per weight* (unstructured, as in the paper's sparse
+ResNet-50), by the same wiring rules and the same top-k as :class:`~graphwire.WiredGraph`,
+so :class:`~graphwire.DNWOptimizer` trains them unchanged.
+
+:func:`sparsify` turns the ``Conv`` and ``Linear`` layers of any existing network into
+wired layers, with one budget per layer (a uniform rate, the paper's ResNet-50 runs) or
+one global top-k over all of them (:class:`SharedBudget`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from graphwire._utils import choose, describe
+from graphwire.errors import GraphError, SelectionError
+from graphwire.graph.channel_graph import ChannelGraph
+from graphwire.wiring.rules import WiringRule, make_rule
+from graphwire.wiring.topk import resolve_budget
+
+__all__ = [
+    "WiredLayer",
+    "WiredLinear",
+    "WiredConv1d",
+    "WiredConv2d",
+    "WiredConv3d",
+    "SharedBudget",
+    "sparsify",
+    "SPARSIFY_SCOPES",
+]
+
+#: Scopes of :func:`sparsify`'s top-k: one budget per layer, or one over all layers.
+SPARSIFY_SCOPES = ("layer", "global")
+
+
+class _FlatView:
+    """What a wiring rule sees of a budget's layers: their weights as one flat ``[E]`` vector.
+
+    Rules rank edges by ``rule.scores(module)`` (``|module.weight|`` by default); this
+    view lets one rule and one top-k act on several layers of different shapes.
+    """
+
+    def __init__(self, layers: Sequence[WiredLayer]):
+        self.layers = list(layers)
+        self.weight = torch.cat([layer.weight.detach().reshape(-1) for layer in self.layers])
+        self.training = any(layer.training for layer in self.layers)
+
+
+class SharedBudget:
+    """One edge budget, and one top-k, over the weights of one or more wired layers.
+
+    Every wired layer belongs to exactly one budget (its ``shared_budget``). A layer built
+    on its own gets a budget of its own; :func:`sparsify` with ``scope="global"`` puts
+    all layers in one, so the ``k`` largest ``|w|`` are kept *across* layers.
+    :class:`~graphwire.DNWOptimizer` re-selects each budget once per step.
+
+    Args:
+        layers: The wired layers sharing the budget.
+        rule: A wiring rule name or instance; every layer of the budget uses it.
+        k: Weights to keep in total.
+        density: Fraction of the layers' weights to keep, instead of ``k``.
+        seed: Seed of a random rule's draw; ``None`` uses torch's global generator.
+
+    Attributes:
+        k: Weights kept in total.
+        layers: The layers, in the order their weights are concatenated.
+
+    Example:
+        >>> import torch
+        >>> from graphwire.execution import SharedBudget, WiredLinear
+        >>> a, b = WiredLinear(4, 4, density=1.0), WiredLinear(4, 2, density=1.0)
+        >>> shared = SharedBudget([a, b], density=0.25)
+        >>> shared.k, int(a.edge_mask.sum() + b.edge_mask.sum())
+        (6, 6)
+    """
+
+    def __init__(
+        self,
+        layers: Iterable[WiredLayer],
+        *,
+        rule: str | WiringRule = "dnw",
+        k: int | None = None,
+        density: float | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.layers = list(layers)
+        if not self.layers or not all(isinstance(m, WiredLayer) for m in self.layers):
+            raise GraphError(
+                f"layers must be a non-empty list of wired layers (WiredLinear, WiredConv2d, "
+                f"...); got {[type(m).__name__ for m in self.layers]}."
+            )
+        self.rule = make_rule(rule)
+        total = sum(layer.weight.numel() for layer in self.layers)
+        if self.rule.uses_budget:
+            self.k = resolve_budget([total], k=k, density=density)[0]
+        elif k is not None or density is not None:
+            raise SelectionError(
+                f"rule={self.rule.name!r} takes no k or density; got k={k!r}, density={density!r}."
+            )
+        else:
+            self.k = total
+        for layer in self.layers:
+            layer.rule, layer.shared_budget = self.rule, self
+            self.rule.setup(layer)
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        flat = self.rule.initial_mask(_FlatView(self.layers), [self.k], None, generator)
+        self._assign(flat)
+
+    def _split(self, flat: Tensor) -> list[Tensor]:
+        sizes = [layer.weight.numel() for layer in self.layers]
+        return [
+            part.view(layer.weight.shape)
+            for part, layer in zip(flat.reshape(-1).split(sizes), self.layers)
+        ]
+
+    @torch.no_grad()
+    def _assign(self, flat: Tensor) -> dict[nn.Module, tuple[int, int]]:
+        swaps = {}
+        for layer, new in zip(self.layers, self._split(flat)):
+            new = new.to(layer.edge_mask.device)
+            added = int((new & ~layer.edge_mask).sum())
+            removed = int((layer.edge_mask & ~new).sum())
+            layer.edge_mask.copy_(new)
+            swaps[layer] = (added, removed)
+        return swaps
+
+    def select(self) -> list[Tensor]:
+        """The masks the rule selects now, one per layer (the layers are not changed)."""
+        return self._split(self.rule.select(_FlatView(self.layers), [self.k], None))
+
+    @torch.no_grad()
+    def reselect(self) -> dict[nn.Module, tuple[int, int]]:
+        """Re-select the edges of every layer; return ``{layer: (added, removed)}``."""
+        if not self.rule.reselects:
+            return {layer: (0, 0) for layer in self.layers}
+        return self._assign(self.rule.select(_FlatView(self.layers), [self.k], None))
+
+    def __repr__(self) -> str:
+        total = sum(layer.weight.numel() for layer in self.layers)
+        return (
+            f"SharedBudget(layers={len(self.layers)}, kept={self.k} of {total}, rule={self.rule!r})"
+        )
+
+
+class WiredLayer(nn.Module):
+    """Base of the wired layers: a dense layer's ``weight`` plus a same-shape ``edge_mask``.
+
+    It satisfies :class:`~graphwire.wiring.Rewirable`. Subclasses are also subclasses of
+    the dense layer they replace (``WiredConv2d`` is an ``nn.Conv2d``), so code that
+    inspects ``in_channels``, ``stride`` and so on keeps working.
+
+    Attributes:
+        rule: The wiring rule (shared by every layer of ``shared_budget``).
+        shared_budget: The :class:`SharedBudget` this layer's selection belongs to.
+    """
+
+    weight: Tensor
+    edge_mask: Tensor
+
+    def _init_wiring(
+        self,
+        rule: str | WiringRule,
+        k: int | None,
+        density: float | None,
+        seed: int | None,
+        attach: bool = True,
+    ) -> None:
+        shape = self.weight.shape
+        self.register_buffer(
+            "edge_mask", torch.ones(shape, dtype=torch.bool, device=self.weight.device)
+        )
+        self.rule = make_rule(rule)
+        self.shared_budget: SharedBudget | None = None
+        if attach:
+            SharedBudget([self], rule=self.rule, k=k, density=density, seed=seed)
+
+    def _reset_weights(self, seed: int | None) -> None:
+        """The dense layer's default initialisation, drawn from ``seed`` when given."""
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
+            if self.bias is not None:
+                bound = 1 / math.sqrt(self.weight[0].numel()) if self.weight[0].numel() else 0
+                nn.init.uniform_(self.bias, -bound, bound, generator=generator)
+
+    # ------------------------------------------------------------------ wiring
+    def mask(self) -> Tensor:
+        """The selected weights: a boolean tensor of ``weight``'s shape."""
+        return self.edge_mask
+
+    def effective_weight(self) -> Tensor:
+        """The weights the forward pass uses (zero where unselected)."""
+        return self.rule.effective_weight(self, self.weight, self.edge_mask)
+
+    @torch.no_grad()
+    def reselect(self) -> tuple[int, int]:
+        """Re-select by the rule; return ``(weights swapped in, weights swapped out)``.
+
+        With a budget shared by several layers this re-selects all of them (one top-k)
+        and returns this layer's swaps.
+        """
+        if self.shared_budget is None:
+            raise SelectionError(
+                "this wired layer has no budget yet; build it with k= or density=, or attach it "
+                "with SharedBudget([layer, ...], density=...)."
+            )
+        return self.shared_budget.reselect()[self]
+
+    def _channel_shape(self) -> tuple[int, int, int]:
+        """``(inputs, outputs, groups)`` of the channel graph."""
+        return self.weight.shape[1], self.weight.shape[0], 1
+
+    def channel_graph(self) -> ChannelGraph:
+        """The candidate channel graph: inputs ``0 .. C_in-1``, outputs after them.
+
+        Edges are ordered as the first two dimensions of ``weight`` (row-major), so they
+        line up with :meth:`channel_mask`.
+        """
+        n_in_group, n_out, groups = self._channel_shape()
+        per_group = n_out // groups
+        out = torch.arange(n_out).repeat_interleave(n_in_group)
+        src = (out // per_group) * n_in_group + torch.arange(n_in_group).repeat(n_out)
+        n_in = n_in_group * groups
+        return ChannelGraph(
+            torch.stack([src, out + n_in]),
+            n_in + n_out,
+            inputs=range(n_in),
+            outputs=range(n_in, n_in + n_out),
+        )
+
+    def channel_mask(self) -> Tensor:
+        """Boolean ``[E]``: channel edges with at least one selected kernel weight."""
+        return (
+            self.edge_mask.reshape(self.weight.shape[0], self.weight.shape[1], -1).any(-1).flatten()
+        )
+
+    def learned_graph(self) -> ChannelGraph:
+        """The channel edges in use, with ``edge_weight`` the L1 norm of each kept kernel.
+
+        Its outputs are the output channels that still receive an edge.
+
+        Raises:
+            GraphError: if no weight is selected.
+        """
+        mask = self.channel_mask().cpu()
+        if not mask.any():
+            raise GraphError("no weight of this layer is selected; its learned graph is empty.")
+        full = self.channel_graph()
+        edge_index = full.edge_index[:, mask]
+        kept = (self.weight.detach() * self.edge_mask).abs()
+        norms = kept.reshape(self.weight.shape[0], self.weight.shape[1], -1).sum(-1).flatten()
+        return ChannelGraph(
+            edge_index,
+            full.num_nodes,
+            inputs=full.inputs,
+            outputs=torch.unique(edge_index[1]),
+            edge_weight=norms.cpu()[mask].clone(),
+        )
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # A checkpoint carries the mask. Weights without a mask (a dense layer's state dict,
+        # e.g. pretrained weights) are loaded and then selected by the rule.
+        had_mask = prefix + "edge_mask" in state_dict
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if not had_mask and prefix + "weight" in state_dict:
+            missing_keys = args[2] if len(args) > 2 else kwargs["missing_keys"]
+            if prefix + "edge_mask" in missing_keys:
+                missing_keys.remove(prefix + "edge_mask")
+            if self.shared_budget is not None and self.rule.reselects:
+                self.shared_budget.reselect()
+
+    def extra_repr(self) -> str:
+        """Summary shown by ``repr``."""
+        base = super().extra_repr()
+        kept = int(self.edge_mask.sum())
+        return f"{base}, rule={self.rule!r}, kept={kept} of {self.weight.numel()}"
+
+
+def _forward_conv(layer: nn.Module, x: Tensor) -> Tensor:
+    return layer._conv_forward(x, layer.effective_weight(), layer.bias)
+
+
+class WiredLinear(WiredLayer, nn.Linear):
+    """An ``nn.Linear`` whose weights are selected by a wiring rule (a wired bipartite graph).
+
+    Args:
+        in_features: Input channels.
+        out_features: Output channels.
+        bias: Learn a bias per output (never masked).
+        rule: Wiring rule name or instance (``"dnw"``, ``"random"``, ``"complete"``, ...).
+        k: Weights to keep.
+        density: Fraction of weights to keep, instead of ``k``.
+        seed: Seed of the initial weights and a random rule's draw.
+        device: Device of the parameters.
+        dtype: Dtype of the parameters.
+
+    Example:
+        >>> import torch
+        >>> from graphwire.execution import WiredLinear
+        >>> layer = WiredLinear(8, 4, density=0.25, seed=0)
+        >>> layer(torch.randn(2, 8)).shape, int(layer.edge_mask.sum())
+        (torch.Size([2, 4]), 8)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        rule: str | WiringRule = "dnw",
+        k: int | None = None,
+        density: float | None = None,
+        seed: int | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        nn.Linear.__init__(self, in_features, out_features, bias, device=device, dtype=dtype)
+        self._reset_weights(seed)
+        self._init_wiring(rule, k, density, seed)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x @ (w * mask).T + b`` for ``x`` of shape ``[..., in_features]``."""
+        return F.linear(x, self.effective_weight(), self.bias)
+
+
+class _WiredConv(WiredLayer):
+    """Shared constructor of the wired convolutions."""
+
+    def _build(self, dense_cls, args, bias, padding_mode, device, dtype, rule, k, density, seed):
+        dense_cls.__init__(
+            self, *args, bias=bias, padding_mode=padding_mode, device=device, dtype=dtype
+        )
+        self._reset_weights(seed)
+        self._init_wiring(rule, k, density, seed)
+
+    def _channel_shape(self) -> tuple[int, int, int]:
+        return self.weight.shape[1], self.weight.shape[0], self.groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The convolution with the masked kernel, ``[B, C_in, *S] -> [B, C_out, *S']``."""
+        return _forward_conv(self, x)
+
+
+_CONV_DOC = """A ``{dense}`` whose kernel weights are selected by a wiring rule.
+
+    Edge ``i -> o`` of its channel graph carries the kernel ``weight[o, i]``; selection is
+    per weight. Takes ``{dense}``'s arguments plus ``rule``, ``k``, ``density`` and ``seed``
+    (see :class:`WiredLinear`).
+
+    Example:
+        >>> import torch
+        >>> from graphwire.execution import {name}
+        >>> layer = {name}(4, 8, 3, padding=1, density=0.1, seed=0)
+        >>> int(layer.edge_mask.sum()) == round(0.1 * layer.weight.numel())
+        True
+    """
+
+
+def _make_conv(name: str, dense_cls: type[nn.Module]) -> type[_WiredConv]:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        *,
+        rule: str | WiringRule = "dnw",
+        k: int | None = None,
+        density: float | None = None,
+        seed: int | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        args = (in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+        self._build(dense_cls, args, bias, padding_mode, device, dtype, rule, k, density, seed)
+
+    doc = _CONV_DOC.format(dense=f"nn.{dense_cls.__name__}", name=name)
+    return type(
+        name,
+        (_WiredConv, dense_cls),
+        {"__init__": __init__, "__doc__": doc, "__module__": __name__},
+    )
+
+
+WiredConv1d = _make_conv("WiredConv1d", nn.Conv1d)
+WiredConv2d = _make_conv("WiredConv2d", nn.Conv2d)
+WiredConv3d = _make_conv("WiredConv3d", nn.Conv3d)
+
+_WIRED_OF: dict[type[nn.Module], type[WiredLayer]] = {
+    nn.Linear: WiredLinear,
+    nn.Conv1d: WiredConv1d,
+    nn.Conv2d: WiredConv2d,
+    nn.Conv3d: WiredConv3d,
+}
+
+
+def _wired_copy(dense: nn.Module, rule: WiringRule) -> WiredLayer:
+    """A wired layer with ``dense``'s configuration and weights, not yet in a budget."""
+    out = copy.copy(dense)  # a new object sharing the tensors; its registries are copied below
+    for key, value in list(out.__dict__.items()):
+        if key.startswith("_") and isinstance(value, (dict, set)):
+            out.__dict__[key] = copy.copy(value)
+    out.__class__ = _WIRED_OF[type(dense)]
+    out._init_wiring(rule, None, None, None, attach=False)
+    return out
+
+
+def sparsify(
+    module: nn.Module,
+    *,
+    density: float | None = None,
+    k: int | None = None,
+    scope: str = "layer",
+    keep_first_dense: bool = False,
+    rule: str | WiringRule = "dnw",
+    inplace: bool = False,
+    seed: int | None = None,
+) -> nn.Module:
+    """Turn the ``Linear`` and ``Conv1d/2d/3d`` layers of a network into wired layers.
+
+    Each layer becomes a wired bipartite channel graph whose edges carry its kernels,
+    keeping its weights and bias; the selection is per weight. Other layers (norms,
+    activations, pooling) are untouched. At ``density=1`` the network computes exactly
+    what it computed before.
+
+    Args:
+        module: Any network.
+        density: Fraction of weights to keep: in every layer (``scope="layer"``) or over
+            all the layers together (``scope="global"``).
+        k: Weights to keep in total, instead of ``density`` (split over layers in
+            proportion to their sizes with ``scope="layer"``).
+        scope: ``"layer"``: one top-k per layer, a uniform rate (the paper's ResNet-50);
+            ``"global"``: one top-k over all converted layers (:class:`SharedBudget`).
+            A global top-k by ``|w|`` favours layers whose weights start larger.
+        keep_first_dense: Leave the first ``Linear``/``Conv`` layer (in module order)
+            dense.
+        rule: Wiring rule name or instance, applied to every converted layer.
+        inplace: Convert ``module`` itself instead of a deep copy.
+        seed: Seed of a random rule's draw.
+
+    Returns:
+        The network with wired layers (``module`` itself when ``inplace``).
+
+    Raises:
+        GraphError: if there is no layer to convert, or ``scope`` is unknown.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from graphwire.execution import sparsify
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4))
+        >>> _ = net(torch.randn(1, 3, 6, 6))
+        >>> sparse = sparsify(net, density=0.2, keep_first_dense=True)
+        >>> type(sparse[0]).__name__, type(sparse[3]).__name__, int(sparse[3].edge_mask.sum())
+        ('Conv2d', 'WiredLinear', 102)
+    """
+    choose("scope", scope, dict.fromkeys(SPARSIFY_SCOPES), SelectionError)
+    if not isinstance(module, nn.Module):
+        raise GraphError(f"module must be an nn.Module; got {describe(module)}.")
+    model = module if inplace else copy.deepcopy(module)
+    targets = [(name, m) for name, m in model.named_modules() if type(m) in _WIRED_OF]
+    if keep_first_dense:
+        targets = targets[1:]
+    if not targets:
+        raise GraphError(
+            f"module has no Linear or Conv1d/2d/3d layer to sparsify"
+            f"{' after keeping the first one dense' if keep_first_dense else ''}; got "
+            f"{type(module).__name__}. Pass a network that has such layers."
+        )
+    rule = make_rule(rule)
+    wired = []
+    for name, dense in targets:
+        layer = _wired_copy(dense, rule)
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, layer)
+        wired.append(layer)
+    if scope == "global":
+        SharedBudget(wired, rule=rule, k=k, density=density, seed=seed)
+        return model
+    sizes = [layer.weight.numel() for layer in wired]
+    if k is not None and rule.uses_budget:
+        counts: list[int | None] = list(resolve_budget(sizes, k=k, density=None))
+    else:
+        counts = [k] * len(wired)
+    for i, (layer, kk) in enumerate(zip(wired, counts)):
+        layer_seed = None if seed is None else seed + i
+        SharedBudget([layer], rule=rule, k=kk, density=density, seed=layer_seed)
+    return model

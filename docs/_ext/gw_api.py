@@ -252,6 +252,24 @@ def _namespaces(modname: str | None, classname: str | None) -> list[dict[str, An
     return [vars(sys.modules[m]) for m in dict.fromkeys(defining) if m in sys.modules]
 
 
+def _find(target: str, namespaces: list[dict[str, Any]]) -> Any:
+    for namespace in namespaces:
+        try:
+            return _lookup(target, namespace)
+        except (LookupError, AttributeError):
+            continue
+    return None
+
+
+def _find_unique(target: str) -> Any:
+    """``target`` as every public module of the project that knows the name agrees it is
+    (a docstring reused by another class, e.g. ``learned_graph = WiredGraph.learned_graph``)."""
+    roots = {p.split(".")[0] for p in PACKAGES}
+    spaces = [vars(m) for n, m in list(sys.modules.items()) if n.split(".")[0] in roots]
+    hits = {id(o): o for o in (_find(target, [ns]) for ns in spaces) if o is not None}
+    return next(iter(hits.values())) if len(hits) == 1 else None
+
+
 def _full_name(obj: Any) -> str | None:
     """``module.qualname`` of a class, function or module, else ``None``."""
     if inspect.ismodule(obj):
@@ -287,13 +305,8 @@ def _on_missing_reference(app, env, node, contnode):
     canonical = _resolve_alias(target, modname)
     if canonical is not None:
         return _retarget(app, env, node, contnode, canonical)
-    for namespace in _namespaces(modname, classname):
-        try:
-            obj = _lookup(target, namespace)
-            break
-        except (LookupError, AttributeError):
-            continue
-    else:
+    obj = _find(target, _namespaces(modname, classname)) or _find_unique(target)
+    if obj is None:
         return None
     full = _full_name(obj)
     if full is None or full.startswith("typing.") or full.startswith("types."):
@@ -357,10 +370,22 @@ def _on_skip_member(app, what, name, obj, skip, options):
     return True if _inherited_from_elsewhere(obj) else None
 
 
+def _on_process_bases(app, name, obj, options, bases: list) -> None:
+    # A private base class (``_RecurrentLayout``) has no page: show its public bases.
+    i = 0
+    while i < len(bases):
+        base = bases[i]
+        if getattr(base, "__name__", "").startswith("_"):
+            bases[i : i + 1] = [b for b in base.__bases__ if b is not object and b not in bases]
+        else:
+            i += 1
+
+
 def setup(app) -> dict[str, Any]:
     """Register the hooks with Sphinx."""
     app.connect("config-inited", _on_config_inited)
     app.connect("missing-reference", _on_missing_reference)
     app.connect("autodoc-process-docstring", _on_process_docstring)
     app.connect("autodoc-skip-member", _on_skip_member)
+    app.connect("autodoc-process-bases", _on_process_bases)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

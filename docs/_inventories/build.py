@@ -69,6 +69,8 @@ INVENTORIES: dict[str, tuple[str, str, str, dict[str, tuple[str, str]]]] = {
             ),
             "torch.nn.Linear": ("py:class", "generated/torch.nn.Linear.html#torch.nn.Linear"),
             "torch.nn.Conv2d": ("py:class", "generated/torch.nn.Conv2d.html#torch.nn.Conv2d"),
+            "torch.nn.Conv1d": ("py:class", "generated/torch.nn.Conv1d.html#torch.nn.Conv1d"),
+            "torch.nn.Conv3d": ("py:class", "generated/torch.nn.Conv3d.html#torch.nn.Conv3d"),
             "torch.nn.BatchNorm2d": (
                 "py:class",
                 "generated/torch.nn.BatchNorm2d.html#torch.nn.BatchNorm2d",
@@ -249,6 +251,26 @@ INVENTORIES: dict[str, tuple[str, str, str, dict[str, tuple[str, str]]]] = {
 }
 
 
+def with_defining_names(entries: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """Add, for each class, the name Python reports for it (``torch.nn.modules.linear.Linear``
+    for ``torch.nn.Linear``): autodoc writes base classes and type hints that way."""
+    import importlib
+
+    out = dict(entries)
+    for name, (role, uri) in entries.items():
+        if role != "py:class":
+            continue
+        module_name, _, attr = name.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError, ValueError):
+            continue
+        full = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+        if full.split(".")[0] == name.split(".")[0]:
+            out.setdefault(full, (role, uri))
+    return out
+
+
 def inventory_bytes(project: str, version: str, entries: dict[str, tuple[str, str]]) -> bytes:
     """The bytes of an ``objects.inv`` (version 2) listing ``entries``."""
     header = (
@@ -257,6 +279,7 @@ def inventory_bytes(project: str, version: str, entries: dict[str, tuple[str, st
         f"# Version: {version}\n"
         "# The remainder of this file is compressed using zlib.\n"
     ).encode()
+    entries = with_defining_names(entries)
     lines = "".join(f"{name} {role} 1 {uri} -\n" for name, (role, uri) in sorted(entries.items()))
     return header + zlib.compress(lines.encode(), 9)
 

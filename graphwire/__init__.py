@@ -18,6 +18,7 @@ from graphwire.errors import (
     SelectionError,
 )
 from graphwire.execution import ODESolver, WiredGraph
+from graphwire.export import compile
 from graphwire.graph import ChannelGraph
 from graphwire.wiring import DNWOptimizer
 
@@ -28,6 +29,7 @@ __all__ = [
     "WiredGraph",
     "DNWOptimizer",
     "ODESolver",
+    "compile",
     "GraphError",
     "EdgeIndexError",
     "CycleError",

@@ -4,4 +4,20 @@ The last stage of graphwire's flow: graph -> wiring rule -> execution -> trainin
 **export**.
 """
 
-__all__: list[str] = []
+from graphwire.export.compiler import (
+    KERNELS,
+    SPARSE_MAX_DENSITY,
+    CompiledGraph,
+    DenseMix,
+    SparseMix,
+    compile,
+)
+
+__all__: list[str] = [
+    "compile",
+    "CompiledGraph",
+    "DenseMix",
+    "SparseMix",
+    "KERNELS",
+    "SPARSE_MAX_DENSITY",
+]

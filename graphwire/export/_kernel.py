@@ -1,0 +1,256 @@
+"""A tiled sparse-times-dense kernel for CPU inference, built on first use.
+
+``y[g, v, p] = sum over nonzeros (v, u) of a[v, u] * x[g, u, p]`` for a CSR matrix ``a``
+and dense ``x`` of shape ``[G, n, P]``. The kernel copies a tile of ``P`` (256 bytes of
+every row) into a contiguous buffer that stays in cache while it walks the nonzeros, and
+keeps each output row's tile in vector registers. It is plain C compiled with the system
+C compiler (``cc``, ``-O3 -march=native -fopenmp``) into a per-user cache and called via
+:mod:`ctypes`; no torch headers, so it builds in about a second. When no compiler is
+available or the build fails, :func:`csr_mix` falls back to torch operations and
+:func:`available` reports ``False``, so callers choose dense products instead.
+
+:func:`csr_mix` is registered as the torch custom operator ``graphwire::csr_mix`` with a
+shape-only implementation, so modules using it run under ``torch.inference_mode`` and
+export with :func:`torch.export.export`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["available", "csr_mix", "load"]
+
+_SOURCE = r"""
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+#define TILE_BYTES 256
+
+/* out[0:T] = sum over e in [e0, e1) of val[e] * buf[col[e] * T : col[e] * T + T] */
+static inline void row_f32(const float* restrict buf, const int64_t* restrict col,
+                           const float* restrict val, int64_t e0, int64_t e1,
+                           float* restrict out) {
+#ifdef __AVX2__
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+         a7 = a0;
+  for (int64_t e = e0; e < e1; ++e) {
+    const __m256 s = _mm256_set1_ps(val[e]);
+    const float* x = buf + col[e] * 64;
+    a0 = _mm256_fmadd_ps(s, _mm256_load_ps(x), a0);
+    a1 = _mm256_fmadd_ps(s, _mm256_load_ps(x + 8), a1);
+    a2 = _mm256_fmadd_ps(s, _mm256_load_ps(x + 16), a2);
+    a3 = _mm256_fmadd_ps(s, _mm256_load_ps(x + 24), a3);
+    a4 = _mm256_fmadd_ps(s, _mm256_load_ps(x + 32), a4);
+    a5 = _mm256_fmadd_ps(s, _mm256_load_ps(x + 40), a5);
+    a6 = _mm256_fmadd_ps(s, _mm256_load_ps(x + 48), a6);
+    a7 = _mm256_fmadd_ps(s, _mm256_load_ps(x + 56), a7);
+  }
+  _mm256_store_ps(out, a0); _mm256_store_ps(out + 8, a1);
+  _mm256_store_ps(out + 16, a2); _mm256_store_ps(out + 24, a3);
+  _mm256_store_ps(out + 32, a4); _mm256_store_ps(out + 40, a5);
+  _mm256_store_ps(out + 48, a6); _mm256_store_ps(out + 56, a7);
+#else
+  for (int t = 0; t < 64; ++t) out[t] = 0;
+  for (int64_t e = e0; e < e1; ++e) {
+    const float s = val[e]; const float* x = buf + col[e] * 64;
+    for (int t = 0; t < 64; ++t) out[t] += s * x[t];
+  }
+#endif
+}
+
+static inline void row_f64(const double* restrict buf, const int64_t* restrict col,
+                           const double* restrict val, int64_t e0, int64_t e1,
+                           double* restrict out) {
+#ifdef __AVX2__
+  __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+          a7 = a0;
+  for (int64_t e = e0; e < e1; ++e) {
+    const __m256d s = _mm256_set1_pd(val[e]);
+    const double* x = buf + col[e] * 32;
+    a0 = _mm256_fmadd_pd(s, _mm256_load_pd(x), a0);
+    a1 = _mm256_fmadd_pd(s, _mm256_load_pd(x + 4), a1);
+    a2 = _mm256_fmadd_pd(s, _mm256_load_pd(x + 8), a2);
+    a3 = _mm256_fmadd_pd(s, _mm256_load_pd(x + 12), a3);
+    a4 = _mm256_fmadd_pd(s, _mm256_load_pd(x + 16), a4);
+    a5 = _mm256_fmadd_pd(s, _mm256_load_pd(x + 20), a5);
+    a6 = _mm256_fmadd_pd(s, _mm256_load_pd(x + 24), a6);
+    a7 = _mm256_fmadd_pd(s, _mm256_load_pd(x + 28), a7);
+  }
+  _mm256_store_pd(out, a0); _mm256_store_pd(out + 4, a1);
+  _mm256_store_pd(out + 8, a2); _mm256_store_pd(out + 12, a3);
+  _mm256_store_pd(out + 16, a4); _mm256_store_pd(out + 20, a5);
+  _mm256_store_pd(out + 24, a6); _mm256_store_pd(out + 28, a7);
+#else
+  for (int t = 0; t < 32; ++t) out[t] = 0;
+  for (int64_t e = e0; e < e1; ++e) {
+    const double s = val[e]; const double* x = buf + col[e] * 32;
+    for (int t = 0; t < 32; ++t) out[t] += s * x[t];
+  }
+#endif
+}
+
+#define DEFINE_KERNEL(NAME, REAL, ROW)                                                     \
+  int NAME(const REAL* x, REAL* y, const int64_t* rowptr, const int64_t* col,            \
+           const REAL* val, int64_t G, int64_t n, int64_t m, int64_t P, int threads) {     \
+    const int64_t T = TILE_BYTES / sizeof(REAL);                                           \
+    const int64_t tiles = (P + T - 1) / T;                                                 \
+    int failed = 0;                                                                        \
+    _Pragma("omp parallel num_threads(threads) reduction(|: failed)") {                    \
+      REAL* buf = (REAL*)aligned_alloc(64, (size_t)(n + 1) * TILE_BYTES);                 \
+      if (!buf) failed = 1;                                                                \
+      REAL* out = buf + n * T;                                                             \
+      _Pragma("omp for schedule(static)")                                                 \
+      for (int64_t job = 0; job < G * tiles; ++job) {                                      \
+        if (!buf) continue;                                                                \
+        const int64_t g = job / tiles, t0 = (job % tiles) * T;                             \
+        const int64_t w = P - t0 < T ? P - t0 : T;                                         \
+        const REAL* xg = x + g * n * P + t0;                                               \
+        REAL* yg = y + g * m * P + t0;                                                     \
+        for (int64_t u = 0; u < n; ++u) {                                                  \
+          memcpy(buf + u * T, xg + u * P, w * sizeof(REAL));                               \
+          if (w < T) memset(buf + u * T + w, 0, (T - w) * sizeof(REAL));                   \
+        }                                                                                  \
+        for (int64_t v = 0; v < m; ++v) {                                                  \
+          ROW(buf, col, val, rowptr[v], rowptr[v + 1], out);                               \
+          memcpy(yg + v * P, out, w * sizeof(REAL));                                       \
+        }                                                                                  \
+      }                                                                                    \
+      free(buf);                                                                           \
+    }                                                                                      \
+    return failed;                                                                         \
+  }
+
+DEFINE_KERNEL(gw_csr_mix_f32, float, row_f32)
+DEFINE_KERNEL(gw_csr_mix_f64, double, row_f64)
+"""
+
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+_STATE: dict[str, object] = {}
+
+
+def _cpu_key() -> str:
+    """What the build depends on: source, flags, compiler and this CPU's features."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line
+                break
+    except OSError:
+        flags = platform.processor()
+    text = "\n".join([_SOURCE, " ".join(_FLAGS), platform.machine(), flags])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "graphwire" / "kernels"
+
+
+def _build() -> ctypes.CDLL:
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise OSError("no C compiler (cc or gcc) on PATH")
+    target = _cache_dir() / f"csr_mix_{_cpu_key()}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            src, out = Path(tmp) / "csr_mix.c", Path(tmp) / "csr_mix.so"
+            src.write_text(_SOURCE)
+            cmd = [compiler, *_FLAGS, str(src), "-o", str(out)]
+            subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+            os.replace(out, target)  # atomic: concurrent builders never see half a file
+    lib = ctypes.CDLL(str(target))
+    for name in ("gw_csr_mix_f32", "gw_csr_mix_f64"):
+        fn = getattr(lib, name)
+        fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4 + [ctypes.c_int]
+        fn.restype = ctypes.c_int
+    return lib
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled kernel library, building it on the first call; ``None`` if it cannot."""
+    if "lib" not in _STATE:
+        try:
+            _STATE["lib"] = _build()
+        except (OSError, subprocess.SubprocessError) as err:
+            detail = getattr(err, "stderr", b"") or b""
+            warnings.warn(
+                f"graphwire's sparse CPU kernel could not be built ({err}; "
+                f"{detail.decode(errors='replace')[:300]}); compiled inference modules use "
+                "dense products instead.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            _STATE["lib"] = None
+    return _STATE["lib"]  # type: ignore[return-value]
+
+
+def available() -> bool:
+    """Whether the compiled CPU kernel is usable on this machine (builds it if needed)."""
+    return load() is not None
+
+
+def _torch_csr_mix(x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> Tensor:
+    """The same product with torch operations (GPU, other dtypes, or no kernel)."""
+    row = torch.repeat_interleave(torch.arange(rows, device=rowptr.device), rowptr.diff())
+    dense = val.new_zeros(rows, x.shape[1]).index_put((row, col), val)  # [rows, n]
+    return torch.matmul(dense.to(x.dtype), x)
+
+
+@torch.library.custom_op("graphwire::csr_mix", mutates_args=())
+def csr_mix(x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> Tensor:
+    """``y[g, v, p] = sum over nonzeros (v, u) of a[v, u] * x[g, u, p]`` for CSR ``a``.
+
+    Args:
+        x: Dense ``[G, n, P]``.
+        rowptr: int64 ``[rows + 1]`` CSR row pointers.
+        col: int64 ``[nnz]`` column of each nonzero.
+        val: ``[nnz]`` values, dtype of ``x``.
+        rows: Number of rows of ``a``.
+
+    Returns:
+        ``[G, rows, P]``.
+    """
+    lib = load() if x.device.type == "cpu" else None
+    kernels = {torch.float32: "gw_csr_mix_f32", torch.float64: "gw_csr_mix_f64"}
+    if lib is None or x.dtype not in kernels or val.dtype != x.dtype:
+        return _torch_csr_mix(x, rowptr, col, val, rows)
+    x, rowptr, col, val = (t.contiguous() for t in (x, rowptr, col, val))
+    g, n, p = x.shape
+    y = x.new_empty(g, rows, p)
+    failed = getattr(lib, kernels[x.dtype])(
+        x.data_ptr(),
+        y.data_ptr(),
+        rowptr.data_ptr(),
+        col.data_ptr(),
+        val.data_ptr(),
+        g,
+        n,
+        rows,
+        p,
+        torch.get_num_threads(),
+    )
+    if failed:
+        return _torch_csr_mix(x, rowptr, col, val, rows)
+    return y
+
+
+@csr_mix.register_fake
+def _(x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> Tensor:
+    return x.new_empty(x.shape[0], rows, x.shape[2])

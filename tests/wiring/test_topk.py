@@ -78,3 +78,25 @@ def test_group_scope_needs_groups():
         SelectionError, match="scope='layer' is not known; expected one of 'global', 'group'"
     ):
         WiredGraph(layered_dag([2, 2]), density=0.5, scope="layer")
+
+
+@pytest.mark.parametrize("kind", ["random", "ascending", "descending", "few_values", "all_equal"])
+def test_large_inputs_take_the_sampled_path_and_stay_exact(kind):
+    """Above 2**20 scores the threshold comes from a sample-bracketed band: same result."""
+    n = (1 << 20) + 12345
+    gen = torch.Generator().manual_seed(0)
+    scores = {
+        "random": torch.rand(n, generator=gen),
+        "ascending": torch.arange(n, dtype=torch.float32),
+        "descending": torch.arange(n, dtype=torch.float32).flip(0),
+        "few_values": torch.randint(0, 4, (n,), generator=gen).float(),
+        "all_equal": torch.ones(n),
+    }[kind]
+    ordered = torch.sort(scores, descending=True).values
+    for k in (777, n - 5):
+        mask = select_topk(scores, [k])
+        threshold = ordered[k - 1]
+        expected = scores > threshold
+        ties = (scores == threshold).nonzero().flatten()[: k - int(expected.sum())]
+        expected[ties] = True
+        assert torch.equal(mask, expected) and int(mask.sum()) == k

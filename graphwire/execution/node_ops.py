@@ -172,6 +172,8 @@ NODE_OPS: dict[str, Callable[[int], NodeOp]] = {
     "conv": DepthwiseConv,
 }
 
+#: What ``node_op`` and ``input_op`` accept: a name from :data:`NODE_OPS`, a factory
+#: ``num_nodes -> module``, or a mapping from node-group name to either.
 NodeOpSpec = Union[str, Callable[[int], nn.Module], Mapping[str, str | Callable[[int], nn.Module]]]
 
 

@@ -308,7 +308,7 @@ class ChannelGraph:
 
     @cached_property
     def generations(self) -> tuple[Tensor, ...]:
-        """Topological generations of a DAG: each an int64 tensor of nodes.
+        """Topological generations of a DAG, each an int64 tensor of nodes.
 
         Generation 0 holds the nodes without incoming edges; every edge goes from an
         earlier generation to a later one. Requires an acyclic graph.

@@ -137,11 +137,13 @@ class DNWOptimizer(Optimizer):
         self.steps = 0
 
     @property
-    def param_groups(self) -> list[dict[str, Any]]:  # noqa: D102
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The base optimizer's parameter groups (shared, so schedulers see them)."""
         return self.base_optimizer.param_groups
 
     @property
-    def state(self):  # noqa: D102
+    def state(self):
+        """The base optimizer's per-parameter state (shared)."""
         return self.base_optimizer.state
 
     @property

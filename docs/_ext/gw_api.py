@@ -85,6 +85,17 @@ def all_modules(infos: list[ModuleInfo]) -> list[ModuleInfo]:
     return [m for info in infos for m in (info, *info.submodules)]
 
 
+def _rank(mod: ModuleInfo, defined_in: str) -> tuple[int, int]:
+    """Prefer the module the object is defined under, then the most specific one."""
+    prefix = defined_in == mod.name or defined_in.startswith(mod.name + ".")
+    return (len(mod.name) if prefix else -1, mod.name.count("."))
+
+
+def _homed(mod: ModuleInfo, canonical: dict[int, str]) -> list[str]:
+    """The names of ``mod.__all__`` documented in ``mod`` itself."""
+    return [n for n in mod.names if canonical[id(getattr(mod.module, n))] == f"{mod.name}.{n}"]
+
+
 def canonical_names(infos: list[ModuleInfo]) -> dict[int, str]:
     """``id(object)`` -> the one dotted name the object is documented under.
 
@@ -104,12 +115,7 @@ def canonical_names(infos: list[ModuleInfo]) -> dict[int, str]:
         packages = [(m, n) for m, n in where if m.is_package and m.name in PACKAGES]
         pool = packages or where
 
-        def rank(item: tuple[ModuleInfo, str]) -> tuple[int, int]:
-            m = item[0]
-            prefix = defined_in == m.name or defined_in.startswith(m.name + ".")
-            return (len(m.name) if prefix else -1, m.name.count("."))
-
-        best_mod, best_name = max(pool, key=rank)
+        best_mod, best_name = max(pool, key=lambda item, d=defined_in: _rank(item[0], d))
         canonical[key] = f"{best_mod.name}.{best_name}"
     return canonical
 
@@ -164,7 +170,7 @@ def render_pages(infos: list[ModuleInfo]) -> dict[str, str]:
     for info in infos:
         lines = _heading(f"``{info.name}``", "=")
         lines += [f".. automodule:: {info.name}", "   :no-members:", ""]
-        home = [n for n in info.names if canonical[id(getattr(info.module, n))] == f"{info.name}.{n}"]
+        home = _homed(info, canonical)
         elsewhere = [n for n in info.names if n not in home]
         if home:
             lines += _autosummary(info.name, home)
@@ -181,7 +187,7 @@ def render_pages(infos: list[ModuleInfo]) -> dict[str, str]:
             for sub in info.submodules:
                 lines += _heading(f"``{sub.name}``", "~")
                 lines += [f".. automodule:: {sub.name}", "   :no-members:", ""]
-                own = [n for n in sub.names if canonical[id(getattr(sub.module, n))] == f"{sub.name}.{n}"]
+                own = _homed(sub, canonical)
                 if own:
                     lines += _autosummary(sub.name, own)
                 lines += [f".. currentmodule:: {info.name}", ""]

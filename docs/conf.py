@@ -29,6 +29,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "myst_parser",
     "gw_api",
+    "gw_results",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "_inventories", "_templates", "tutorials/*.py", "**/README.md"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -354,6 +355,31 @@ def _on_process_docstring(app, what, name, obj, options, lines) -> None:
         lines += ["", f"Keys: {keys}."]
 
 
+_PROSE = re.compile(r"[A-Z][a-z]+(?: [A-Za-z0-9-]+)+")
+
+
+def _restore_summary_colon(app, what, name, obj, options, lines) -> None:
+    """Undo napoleon's reading of ``Summary words: more text.`` in a property docstring.
+
+    Google style lets a property docstring start with ``type: description``; napoleon
+    then turns ``Live parameters: edges, ...`` into the "type" ``Live parameters``,
+    which nitpicky mode reports as a missing class. A capitalised phrase of several
+    plain words is prose, not a type: put it back in front of the description.
+    """
+    if what not in ("property", "attribute"):
+        return
+    for i, line in enumerate(lines):
+        if line.startswith(":type: ") and _PROSE.fullmatch(line[7:].strip()):
+            phrase = line[7:].strip()
+            del lines[i]
+            first = next((j for j, x in enumerate(lines) if x.strip()), None)
+            if first is None:
+                lines.insert(0, phrase)
+            else:
+                lines[first] = f"{phrase}: {lines[first]}"
+            return
+
+
 def _inherited_from_elsewhere(obj: Any) -> bool:
     """An undocumented override whose docstring autodoc would take from another project."""
     if not inspect.isfunction(obj) or obj.__doc__ is not None:
@@ -392,6 +418,7 @@ def setup(app) -> dict[str, Any]:
     app.connect("config-inited", _on_config_inited)
     app.connect("missing-reference", _on_missing_reference)
     app.connect("autodoc-process-docstring", _on_process_docstring)
+    app.connect("autodoc-process-docstring", _restore_summary_colon, priority=600)
     app.connect("autodoc-skip-member", _on_skip_member)
     app.connect("autodoc-process-bases", _on_process_bases)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -35,6 +35,11 @@ INVENTORIES: dict[str, tuple[str, str, str, dict[str, tuple[str, str]]]] = {
             "torch.device": ("py:class", "tensor_attributes.html#torch.device"),
             "torch.Generator": ("py:class", "generated/torch.Generator.html#torch.Generator"),
             "torch.topk": ("py:function", "generated/torch.topk.html#torch.topk"),
+            "torch.inference_mode": (
+                "py:class",
+                "generated/torch.inference_mode.html#torch.inference_mode",
+            ),
+            "torch.no_grad": ("py:class", "generated/torch.no_grad.html#torch.no_grad"),
             "torch.compile": ("py:function", "generated/torch.compile.html#torch.compile"),
             "torch.save": ("py:function", "generated/torch.save.html#torch.save"),
             "torch.load": ("py:function", "generated/torch.load.html#torch.load"),

@@ -16,6 +16,7 @@ TINY: dict[str, dict] = {
     "quickstart": {"steps": 3},
     "custom_graph": {"steps": 40, "hidden": 12},
     "time_modes": {"epochs": 1, "hidden": 8, "k": 150, "limit": 128, "batch": 64},
+    "compile_export": {"epochs": 1, "hidden": 16, "density": 0.2, "limit": 128},
 }
 
 
@@ -70,3 +71,10 @@ def test_time_modes(capsys):
     assert set(results) == {"dag", "discrete", "continuous"}
     assert all(0.0 <= acc <= 1.0 for acc in results.values())
     assert capsys.readouterr().out.count("swaps") == 3
+
+
+def test_compile_export():
+    out = load("compile_export").main(**TINY["compile_export"])
+    assert out["train_gap"] < 1e-4 and out["eval_gap"] < 1e-4
+    assert out["reload_gap"] == 0.0
+    assert out["export_gap"] is not None and out["export_gap"] < 1e-4

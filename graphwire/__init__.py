@@ -18,7 +18,7 @@ from graphwire.errors import (
     SelectionError,
 )
 from graphwire.execution import ODESolver, WiredGraph
-from graphwire.export import compile
+from graphwire.export import compile, count
 from graphwire.graph import ChannelGraph
 from graphwire.wiring import DNWOptimizer
 
@@ -30,6 +30,7 @@ __all__ = [
     "DNWOptimizer",
     "ODESolver",
     "compile",
+    "count",
     "GraphError",
     "EdgeIndexError",
     "CycleError",

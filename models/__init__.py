@@ -6,7 +6,7 @@ ResNets, a graph RNN and a graph ODE classifier. :mod:`models.baselines` turns a
 them into the paper's comparisons (fine-tune, one-shot lottery ticket).
 """
 
-from models import mobilenet, tiny  # noqa: F401  (registers the models)
+from models import baselines, mobilenet, ode, resnet, sequence, tiny  # noqa: F401  (registers)
 from models.registry import create_model, list_models, model_defaults, register_model
 
 __all__ = ["create_model", "list_models", "register_model", "model_defaults"]

@@ -12,6 +12,14 @@ from graphwire.export.compiler import (
     SparseMix,
     compile,
 )
+from graphwire.export.counting import (
+    COST_KINDS,
+    Cost,
+    CostItem,
+    count,
+    register_cost,
+    register_node_cost,
+)
 
 __all__: list[str] = [
     "compile",
@@ -20,4 +28,10 @@ __all__: list[str] = [
     "SparseMix",
     "KERNELS",
     "SPARSE_MAX_DENSITY",
+    "count",
+    "Cost",
+    "CostItem",
+    "COST_KINDS",
+    "register_cost",
+    "register_node_cost",
 ]

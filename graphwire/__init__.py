@@ -12,6 +12,7 @@ The flow of the package mirrors the flow of the method:
 from graphwire.errors import (
     CheckpointError,
     CycleError,
+    DataError,
     EdgeIndexError,
     GraphError,
     ReachabilityError,
@@ -20,6 +21,7 @@ from graphwire.errors import (
 from graphwire.execution import ODESolver, WiredGraph
 from graphwire.export import compile, count
 from graphwire.graph import ChannelGraph
+from graphwire.training import OptimizerConfig, ScheduleConfig, TrainConfig, Trainer
 from graphwire.wiring import DNWOptimizer
 
 __version__ = "0.1.0"
@@ -37,4 +39,9 @@ __all__ = [
     "ReachabilityError",
     "SelectionError",
     "CheckpointError",
+    "DataError",
+    "Trainer",
+    "TrainConfig",
+    "OptimizerConfig",
+    "ScheduleConfig",
 ]

@@ -13,6 +13,7 @@ import sys
 #: Suite name -> module implementing it.
 SUITES: dict[str, str] = {
     "demo": "benchmarks.demo",
+    "speed": "benchmarks.speed",
 }
 
 

@@ -201,8 +201,9 @@ class CompiledGraph(nn.Module):
         kernel: ``"auto"`` (cost model), ``"dense"`` or ``"sparse"`` for every block.
 
     Raises:
-        GraphError: if the selection is empty or an output is unreachable under it
-            (:class:`~graphwire.ReachabilityError`).
+        GraphError: if the selection is empty, or no output is reachable from an input
+            under it (:class:`~graphwire.ReachabilityError`). Outputs cut off from the
+            inputs while others are not are kept: their values are constants, computed.
     """
 
     def __init__(self, wired: WiredGraph, kernel: str = "auto") -> None:
@@ -388,12 +389,11 @@ def _check_compilable(wired: WiredGraph, mask: Tensor) -> None:
             "or pass a non-empty Frozen mask."
         )
     reached = graph.reachable_from_inputs(mask)
-    cut = graph.outputs[~reached[graph.outputs]]
-    if cut.numel():
+    if not bool(reached[graph.outputs].any()):
         raise ReachabilityError(
-            f"cannot compile for inference: output nodes {cut[:5].tolist()} ({cut.numel()} of "
-            f"{graph.outputs.numel()}) are unreachable from the inputs under the current "
-            "selection, so they ignore the data. Train longer, raise k, or drop those outputs."
+            f"cannot compile for inference: none of the {graph.outputs.numel()} output nodes "
+            f"(e.g. {graph.outputs[:5].tolist()}) is reachable from the inputs under the "
+            "current selection, so the network ignores its data. Train longer or raise k."
         )
 
 
@@ -445,7 +445,7 @@ def compile(module: nn.Module, *, mode: str = "train", kernel: str = "auto") -> 
     Raises:
         GraphError: for an unknown ``mode`` or ``kernel``, a module holding no
             ``WiredGraph`` (or one already compiled), an empty selection, or (eval mode)
-            outputs unreachable under the selection (:class:`~graphwire.ReachabilityError`).
+            no output reachable under the selection (:class:`~graphwire.ReachabilityError`).
 
     Example:
         >>> import torch

@@ -52,7 +52,7 @@ def random_graph(gen, mode):
 
 
 def random_trained_net(seed, mode, dtype=torch.float64, solver=None):
-    """A random net whose selection reaches every output (what eval mode requires)."""
+    """A random net whose selection reaches at least one output (what eval mode requires)."""
     gen = torch.Generator().manual_seed(seed)
     while True:
         graph = random_graph(gen, mode)
@@ -64,7 +64,7 @@ def random_trained_net(seed, mode, dtype=torch.float64, solver=None):
             kw["solver"] = solver or ODESolver(method="rk4", options={"step_size": 0.25})
         k = max(1, round(float(torch.rand(1, generator=gen)) * 0.7 * graph.num_edges))
         net = WiredGraph(graph, node_op=op, mode=mode, k=k, seed=seed, **kw).to(dtype)
-        if bool(graph.reachable_from_inputs(net.mask())[graph.outputs].all()):
+        if bool(graph.reachable_from_inputs(net.mask())[graph.outputs].any()):
             break
     with torch.no_grad():  # biases of both signs: some unreachable nodes are constant, not 0
         for p in net.node_op.parameters():
@@ -237,9 +237,7 @@ def test_eval_errors_name_the_problem():
         graphwire.compile(WiredGraph(g, rule=empty), mode="eval")
     mask = torch.zeros(g.num_edges, dtype=torch.bool)
     mask[0] = True  # 0 -> 2 only: outputs 5 and 6 are cut off
-    with pytest.raises(
-        ReachabilityError, match=r"output nodes \[5, 6\] \(2 of 2\) are unreachable"
-    ):
+    with pytest.raises(ReachabilityError, match=r"none of the 2 output nodes \(e.g. \[5, 6\]\)"):
         graphwire.compile(WiredGraph(g, rule=Frozen(mask)), mode="eval")
     with pytest.raises(GraphError, match="kernel='csr' is not known"):
         graphwire.compile(WiredGraph(g, density=1.0), mode="eval", kernel="csr")

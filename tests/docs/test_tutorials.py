@@ -16,6 +16,8 @@ TINY: dict[str, dict] = {
     "quickstart": {"steps": 3},
     "custom_graph": {"steps": 40, "hidden": 12},
     "time_modes": {"epochs": 1, "hidden": 8, "k": 150, "limit": 128, "batch": 64},
+    "sparse_training": {"epochs": 1, "width": 4, "density": 0.2, "limit": 64, "batch_size": 32},
+    "multiprocess": {"epochs": 1, "hidden": 8, "limit": 64},
     "compile_export": {"epochs": 1, "hidden": 16, "density": 0.2, "limit": 128},
 }
 
@@ -78,3 +80,18 @@ def test_compile_export():
     assert out["train_gap"] < 1e-4 and out["eval_gap"] < 1e-4
     assert out["reload_gap"] == 0.0
     assert out["export_gap"] is not None and out["export_gap"] < 1e-4
+
+
+def test_sparse_training(capsys):
+    out = load("sparse_training").main(**TINY["sparse_training"])
+    assert set(out) == {"dense", "dnw", "random"}
+    # same budget for both sparse rules, far below the dense network's cost
+    assert out["dnw"]["params"] == out["random"]["params"] < out["dense"]["params"]
+    assert out["dnw"]["macs"] < out["dense"]["macs"]
+    assert out["random"]["swaps"] == 0 and out["dense"]["swaps"] == 0
+    assert "WiredConv2d" in capsys.readouterr().out
+
+
+def test_multiprocess_single_process():
+    out = load("multiprocess").main(**TINY["multiprocess"])
+    assert out["world_size"] == 1 and out["masks_agree"]

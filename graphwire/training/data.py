@@ -240,7 +240,7 @@ class TensorLoader:
         self.sampler = _sampler(dataset, shuffle, seed, info)
 
     def set_epoch(self, epoch: int) -> None:
-        """Pick the epoch whose order :meth:`__iter__` gives."""
+        """Pick the epoch whose order ``iter(loader)`` gives."""
         self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:

@@ -36,4 +36,4 @@ test: lint $(STAMP)
 	$(MAKE) docs
 
 clean:
-	rm -rf docs/_build docs/api/generated .pytest_cache .ruff_cache
+	rm -rf docs/_build docs/api docs/results .pytest_cache .ruff_cache

@@ -96,7 +96,9 @@ class CompiledWired(nn.Module, abc.ABC):
     The module is a :class:`~graphwire.wiring.Rewirable`: ``weight`` and ``edge_mask`` are
     the source's own tensors, and ``reselect()`` runs the source's rule through the one
     top-k. Its ``state_dict`` has the same keys as the source's, so checkpoints move
-    between the two.
+    between the two. Move the source to its device and dtype *before* compiling: moving
+    the compiled module afterwards keeps the shared parameters shared, but gives it its
+    own copy of the mask buffer.
 
     Args:
         wired: The module to compile.

@@ -5,13 +5,14 @@ Two targets:
 - ``mode="train"``: :mod:`graphwire.execution.compiled` modules that share the source's
   edge weights, mask and node operations, so :class:`~graphwire.DNWOptimizer` trains and
   re-selects them unchanged; gradients are the rule's straight-through gradients.
-- ``mode="eval"``: :class:`CompiledGraph`, a frozen inference module. The selection is
-  fixed, dead nodes are removed (those that stay zero whatever the input, and those with
-  no path to an output), the remaining channels are compacted, and each block of the
-  remaining graph is run either as a dense matrix product or by a tiled sparse kernel,
-  chosen by a cost model. It is a plain ``nn.Module``: its structure lives in buffers and
-  plain attributes, it saves and loads with ``state_dict``, runs under
-  ``torch.inference_mode`` and exports with :func:`torch.export.export`.
+- ``mode="eval"``: :class:`~graphwire.export.CompiledGraph`, a frozen inference module.
+  The selection is fixed, dead nodes are removed (those that stay zero whatever the
+  input, and those with no path to an output), the remaining channels are compacted,
+  and each block of the remaining graph is run either as a dense matrix product or by a
+  tiled sparse kernel, chosen by a cost model. It is a plain ``nn.Module``: its
+  structure lives in buffers and plain attributes, it saves and loads with
+  ``state_dict``, runs under ``torch.inference_mode`` and exports with
+  :func:`torch.export.export`.
 """
 
 from __future__ import annotations
@@ -93,12 +94,12 @@ class SparseMix(nn.Module):
         return f"{self.cols} -> {self.rows}, nnz={self.val.numel()}"
 
 
-def _make_block(weight: Tensor, kernel: str) -> nn.Module:
-    """A block module for ``weight`` (``[m, n]``), dense or sparse by ``kernel``."""
+def _make_block(weight: Tensor, kernel: str, device: torch.device) -> nn.Module:
+    """A block module for ``weight`` (``[m, n]``) to run on ``device``, dense or sparse."""
     if kernel == "auto":
         density = int((weight != 0).sum()) / max(weight.numel(), 1)
         sparse = (
-            weight.device.type == "cpu"
+            device.type == "cpu"
             and density <= SPARSE_MAX_DENSITY
             and weight.dtype in (torch.float32, torch.float64)
             and _kernel.available()
@@ -194,7 +195,7 @@ class CompiledGraph(nn.Module):
 
     Built by ``graphwire.compile(wired, mode="eval")``. Input channels that no longer
     matter are skipped, node operations are applied to live nodes only, and each block
-    is a :class:`DenseMix` or :class:`SparseMix`.
+    is a :class:`~graphwire.export.DenseMix` or :class:`~graphwire.export.SparseMix`.
 
     Args:
         wired: The trained module; its current selection is frozen.
@@ -213,7 +214,8 @@ class CompiledGraph(nn.Module):
         mask = wired.edge_mask.detach().cpu().bool()
         _check_compilable(wired, mask)
         self.mode, self.num_inputs = mode, graph.inputs.numel()
-        weight = wired.effective_weight().detach()
+        device = wired.weight.device
+        weight = wired.effective_weight().detach().cpu()  # blocks are built on the CPU
         adaptive = mode == "continuous" and _is_adaptive(wired.executor.solver)
         live = _live_nodes(wired, mask, prune_unobserved=not adaptive)
         self.input_op = copy.deepcopy(wired.input_op).eval()
@@ -226,9 +228,9 @@ class CompiledGraph(nn.Module):
         self.kept_nodes, self.kept_edges = int(live.sum()), int(sel.sum())
         self.dropped_nodes = graph.num_nodes - self.kept_nodes
         if mode == "dag":
-            self._build_dag(wired, live, sel, weight, kernel)
+            self._build_dag(wired, live, sel, weight, (kernel, device))
         else:
-            self._build_recurrent(wired, live, sel, weight, kernel)
+            self._build_recurrent(wired, live, sel, weight, (kernel, device))
             if mode == "discrete":
                 self.steps = wired.executor.steps
             else:
@@ -242,9 +244,10 @@ class CompiledGraph(nn.Module):
                         "norm": _ScaledRMS(full_over_kept),
                     }
         self.requires_grad_(False)
+        self.to(device)
 
     # ------------------------------------------------------------------ build
-    def _build_dag(self, wired, live, sel, weight, kernel) -> None:
+    def _build_dag(self, wired, live, sel, weight, block_args) -> None:
         graph, ex = wired.graph, wired.executor
         steps = [getattr(ex, f"nodes_{i}").cpu() for i in range(ex.num_steps)]
         steps = [s[live[s]] for s in steps if bool(live[s].any())]
@@ -261,13 +264,13 @@ class CompiledGraph(nn.Module):
             lo = int(src[into].min()) if bool(into.any()) else start
             shape = (rows, start - lo)
             block = _dense_block(weight[into], dst[into] - start, src[into] - lo, shape)
-            self.blocks.append(_make_block(block, kernel))
+            self.blocks.append(_make_block(block, *block_args))
             self.windows.append((lo, start))
             self.register_buffer(f"nodes_{i}", nodes)
             start += rows
         self._set_outputs(pos[graph.outputs])
 
-    def _build_recurrent(self, wired, live, sel, weight, kernel) -> None:
+    def _build_recurrent(self, wired, live, sel, weight, block_args) -> None:
         graph = wired.graph
         updated = wired.executor.updated.cpu()
         updated = updated[live[updated]]
@@ -280,7 +283,7 @@ class CompiledGraph(nn.Module):
         from_u, from_h = sel & (src < nu), sel & (src >= nu)
         a_u = _dense_block(weight[from_u], dst[from_u], src[from_u], (nu, nu))
         a_h = _dense_block(weight[from_h], dst[from_h], src[from_h] - nu, (nu, nh))
-        self.block_u, self.block_h = _make_block(a_u, kernel), _make_block(a_h, kernel)
+        self.block_u, self.block_h = _make_block(a_u, *block_args), _make_block(a_h, *block_args)
         self.nu, self.nh = nu, nh
         self.register_buffer("updated", updated)
         in_pos = pos[self.in_nodes.cpu()]
@@ -369,7 +372,7 @@ class CompiledGraph(nn.Module):
 
 
 def _block_rows(block: nn.Module) -> int:
-    """Output rows of a :class:`DenseMix` or :class:`SparseMix` block."""
+    """Output rows of a dense or sparse block."""
     return block.rows if isinstance(block, SparseMix) else block.weight.shape[0]
 
 
@@ -433,7 +436,7 @@ def compile(module: nn.Module, *, mode: str = "train", kernel: str = "auto") -> 
         mode: ``"train"``: modules that share the source's parameters (train them with
             :class:`~graphwire.DNWOptimizer` as before; the gradients are the rule's).
             ``"eval"``: a frozen inference copy with dead nodes removed and compacted
-            channels (:class:`CompiledGraph`); the source is left untouched.
+            channels (:class:`~graphwire.export.CompiledGraph`); the source is left untouched.
         kernel: Eval mode only: ``"auto"`` picks a dense product or the sparse kernel per
             block by a cost model; ``"dense"`` or ``"sparse"`` forces one.
 

@@ -13,6 +13,11 @@ import sys
 #: Suite name -> module implementing it.
 SUITES: dict[str, str] = {
     "demo": "benchmarks.demo",
+    "small-scale": "benchmarks.small_scale",
+    "alternatives": "benchmarks.alternatives",
+    "mobilenet": "benchmarks.mobilenet",
+    "sparse": "benchmarks.sparse",
+    "smoke": "benchmarks.smoke",
     "speed": "benchmarks.speed",
 }
 

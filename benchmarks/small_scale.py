@@ -237,16 +237,15 @@ def restore_model(spec: dict[str, Any]) -> nn.Module:
     """Rebuild a run's model and load its last checkpoint (weights and masks)."""
     data = load_data(spec)
     model = build_model(spec, data)
-    trained = for_training(model)
-    state = load_checkpoint(Path(spec["run_dir"]) / "last.pt")
-    trained.load_state_dict(state["model"])
+    # The compiled training modules share the source's parameters and state-dict keys.
+    model.load_state_dict(load_checkpoint(Path(spec["run_dir"]) / "last.pt")["model"])
     return model
 
 
 # ---------------------------------------------------------------------- the suite
 def plan(args: argparse.Namespace, dataset: str, out: Path) -> list[dict[str, Any]]:
-    """One spec per (setting, rule, seed)."""
-    prof = profile_for(dataset)
+    """One spec per (setting, rule, seed); ``args.profile`` (if set) replaces the profile."""
+    prof = getattr(args, "profile", None) or profile_for(dataset)
     specs = []
     for setting in args.settings:
         for rule in args.rules:
@@ -411,7 +410,7 @@ def run_suite(
             + ("DNW wins by more than the std." if v["holds"] else "NOT more than the std.")
             for s, v in sorted(verdict.items())
         ]
-        prof = profile_for(dataset)
+        prof = getattr(args, "profile", None) or profile_for(dataset)
         meta = {
             "dataset": dataset,
             "profile": {"model": prof.model, "per_setting": prof.per_setting},

@@ -27,6 +27,8 @@ class OptimizerConfig:
             ``weight_decay`` (the paper decays every edge).
         no_decay_norm_bias: Put biases and normalisation parameters in a group without
             weight decay.
+        edge_lr_scale: Multiplies the learning rate of the edge weights (1: the paper).
+            Below 1 it slows the swapping of edges relative to the rest of the network.
 
     Example:
         >>> from graphwire.training import OptimizerConfig
@@ -40,6 +42,7 @@ class OptimizerConfig:
     nesterov: bool = False
     edge_weight_decay: float | None = None
     no_decay_norm_bias: bool = False
+    edge_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.lr > 0:

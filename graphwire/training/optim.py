@@ -67,6 +67,8 @@ def parameter_groups(model: nn.Module, config: OptimizerConfig) -> list[dict[str
         {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
     ]
     groups[0]["weight_decay"] = edge_wd
+    if config.edge_lr_scale != 1.0:
+        groups[0]["lr"] = config.lr * config.edge_lr_scale
     return [g for g in groups if g["params"]]
 
 

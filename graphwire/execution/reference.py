@@ -133,20 +133,26 @@ class DagExecutor(ReferenceExecutor):
     def __init__(self, graph: ChannelGraph):
         super().__init__(graph)
         gens = list(graph.generations)
-        first = gens[0][~torch.isin(gens[0], graph.inputs)]  # sources that are not inputs
+        is_input = torch.zeros(graph.num_nodes, dtype=torch.bool)
+        is_input[graph.inputs] = True
+        first = gens[0][~is_input[gens[0]]]  # sources that are not inputs
         steps = [torch.cat([first, gens[1]]).sort().values] if len(gens) > 1 else [first]
         steps += gens[2:]
         self.num_steps = 0
-        for nodes in steps:
+        step_of = torch.full((graph.num_nodes,), -1, dtype=torch.long)
+        for i, nodes in enumerate(steps):
+            step_of[nodes] = i
+        edge_step = step_of[graph.edge_index[1]]
+        for i, nodes in enumerate(steps):
             if nodes.numel() == 0:
                 continue
-            edges = torch.isin(graph.edge_index[1], nodes).nonzero().flatten()
+            edges = (edge_step == i).nonzero().flatten()
             local = torch.full((graph.num_nodes,), -1, dtype=torch.long)
             local[nodes] = torch.arange(nodes.numel())
-            i = self.num_steps
-            self.register_buffer(f"nodes_{i}", nodes, persistent=False)
-            self.register_buffer(f"edges_{i}", edges, persistent=False)
-            self.register_buffer(f"dst_{i}", local[graph.edge_index[1, edges]], persistent=False)
+            slot = self.num_steps
+            self.register_buffer(f"nodes_{slot}", nodes, persistent=False)
+            self.register_buffer(f"edges_{slot}", edges, persistent=False)
+            self.register_buffer(f"dst_{slot}", local[graph.edge_index[1, edges]], persistent=False)
             self.num_steps += 1
 
     def forward(self, z0: Tensor, module: nn.Module) -> Tensor:  # noqa: D102

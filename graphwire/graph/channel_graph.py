@@ -152,6 +152,10 @@ class ChannelGraph:
                 self-loops, no cycle and no edge into an input node; ``"discrete"`` and
                 ``"continuous"`` allow cycles and self-loops.
 
+        A successful check is remembered for the tensors it saw, so repeated calls (every
+        ``WiredGraph`` validates its graph) cost nothing until a tensor is replaced or
+        modified in place.
+
         Raises:
             EdgeIndexError: bad shape, dtype, range, duplicates, self-loops, weights.
             CycleError: a cycle in ``mode="dag"`` (the message names one).
@@ -159,6 +163,20 @@ class ChannelGraph:
         """
         if mode is not None:
             choose("mode", mode, MODES, EdgeIndexError)
+        if self._state_key(mode) in self.__dict__.get("_validated", ()):
+            return
+        self._check(mode)
+        self.__dict__.setdefault("_validated", set()).add(self._state_key(mode))
+
+    def _state_key(self, mode: str | None) -> tuple:
+        """Identity and version of every tensor a check reads: a change invalidates it."""
+        tensors = (self.edge_index, self.inputs, self.outputs, self.edge_weight)
+        return (mode, self.num_nodes) + tuple(
+            (id(t), t._version) if isinstance(t, Tensor) else (id(t),) for t in tensors
+        )
+
+    def _check(self, mode: str | None) -> None:
+        """The checks behind :meth:`validate`, run uncached."""
         ei = self.edge_index
         if ei.dim() != 2 or ei.shape[0] != 2:
             raise EdgeIndexError(
@@ -182,14 +200,14 @@ class ChannelGraph:
                 f"{ei[:, col].tolist()} ({bad.numel()} bad columns)."
             )
         key = ei[0] * n + ei[1]
-        uniq, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
-        if uniq.numel() != key.numel():
-            dup = int((counts > 1).nonzero()[0])
-            cols = (inverse == dup).nonzero().flatten()[:2].tolist()
+        ordered, order = key.sort()
+        repeats = (ordered[1:] == ordered[:-1]).nonzero().flatten()
+        if repeats.numel():
+            dup = int(ordered[repeats[0]])
+            cols = sorted(order[ordered == dup][:2].tolist())
             raise EdgeIndexError(
-                f"edge_index has duplicate edges: {int(uniq[dup]) // n} -> {int(uniq[dup]) % n} "
-                f"appears at columns {cols}. Merge them, e.g. with "
-                "torch_geometric.utils.coalesce."
+                f"edge_index has duplicate edges: {dup // n} -> {dup % n} appears at columns "
+                f"{cols}. Merge them, e.g. with torch_geometric.utils.coalesce."
             )
         if self.edge_weight is not None:
             w = self.edge_weight
@@ -213,7 +231,9 @@ class ChannelGraph:
                     f"{col}; mode='dag' forbids self-loops. Remove them with "
                     "torch_geometric.utils.remove_self_loops, or use mode='discrete'."
                 )
-            into_inputs = torch.isin(ei[1], self.inputs).nonzero().flatten()
+            is_input = torch.zeros(n, dtype=torch.bool)
+            is_input[self.inputs] = True
+            into_inputs = is_input[ei[1]].nonzero().flatten()
             if into_inputs.numel():
                 col = int(into_inputs[0])
                 raise EdgeIndexError(

@@ -182,24 +182,13 @@ class MaskedDense(nn.Module):
 
 
 # ---------------------------------------------------------------------------- measuring
-def _rss_reset() -> int | None:
-    """Reset the peak resident set size; return the current one in bytes (Linux only)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return _status("VmRSS")
-    except OSError:
-        return None
-
-
-def _status(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def peak_memory(fn: Callable[[], object], device: torch.device) -> float | None:
-    """Peak extra memory in MB while ``fn`` runs (device allocator, or process RSS on CPU)."""
+    """Peak memory in MB allocated while ``fn`` runs, above what was live before it.
+
+    CUDA: the caching allocator's peak. CPU: the running sum of every allocation and
+    free recorded by the torch profiler, in time order (glibc keeps freed pages
+    resident, so the process's resident size would miss reuse).
+    """
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -208,11 +197,16 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> float | None:
         fn()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    base = _rss_reset()
-    if base is None:
-        return None
-    fn()
-    return max(_status("VmHWM") - base, 0) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for event in events:  # self usage: allocations minus frees of the op itself
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak / 2**20
 
 
 def _sync(device: torch.device) -> None:
@@ -220,10 +214,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device):
+def timed(
+    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: bool = True
+):
     """Median seconds of each function, interleaved, after one warm-up call each."""
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
+    for fn in fns.values() if warmup else ():
         fn()
     for _ in range(repeats):
         for name, fn in fns.items():
@@ -288,27 +284,28 @@ def run_point(case: Case, density: float, args, rate: float, device: torch.devic
     opt_fast = DNWOptimizer(fast, torch.optim.SGD(fast.parameters(), lr=1e-3, momentum=0.9))
     opt_dense = torch.optim.SGD(dense.parameters(), lr=1e-3, momentum=0.9)
     # the reference gathers one message per selected edge and position: it runs on batch
-    # chunks that keep that tensor near 64 MB, and is timed on the first chunk only, then
+    # chunks that keep that tensor near 16 MB, and is timed on the first chunk only, then
     # scaled by the number of chunks (its cost is linear in the batch)
     selected = int(net.mask().sum())
     per_sample = selected * max(x[0, 0].numel(), 1) * x.element_size()
-    chunk = max(1, min(case.batch, (64 << 20) // per_sample))
+    chunk = max(1, min(case.batch, (16 << 20) // per_sample))
     scale = case.batch / chunk
 
     def reference():
         with torch.inference_mode():
             net(x[:chunk])
 
-    with torch.no_grad():
-        expected = torch.cat([net(part) for part in x.split(chunk)])
-        grad_out = torch.randn_like(expected)
+    with torch.no_grad():  # agreement with the reference, on the first chunk
+        part = x[:chunk]
+        expected = net(part)
+        grad_out = torch.randn_like(fast(x))
         check = {
-            "masked_dense": float((dense(x) - expected).abs().max()),
-            "compiled_train": float((fast(x) - expected).abs().max()),
+            "masked_dense": float((dense(part) - expected).abs().max()),
+            "compiled_train": float((fast(part) - expected).abs().max()),
         }
     if frozen is not None:
         with torch.inference_mode():
-            check["compiled_eval"] = float((frozen(x) - expected).abs().max())
+            check["compiled_eval"] = float((frozen(part) - expected).abs().max())
 
     def train_compiled():
         opt_fast.zero_grad()
@@ -334,7 +331,7 @@ def run_point(case: Case, density: float, args, rate: float, device: torch.devic
     train_fns = {"masked_dense": train_dense, "compiled_train": train_compiled}
     inf_t = timed(infer_fns, args.repeats, device)
     train_t = timed(train_fns, args.repeats, device)
-    ref_t = timed({"reference": reference}, max(1, args.repeats // 3), device)["reference"]
+    ref_t = timed({"reference": reference}, 1, device, warmup=False)["reference"]
     ref_t *= scale
 
     # active-edge multiply-adds of one forward pass
@@ -423,6 +420,35 @@ def selection_point(args, device: torch.device) -> dict:
     }
 
 
+def profile_selection(args, device: torch.device, path: Path) -> None:
+    """Write where one compiled training step of the selection graph spends its time."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    blocks = [32, 1024, 1024, 1024, 1024, 1024] if not args.quick else [16, 256, 256, 256]
+    batch = 16 if not args.quick else 2
+    net = WiredGraph(layered_dag(blocks), node_op="conv", density=0.05, seed=0).to(device)
+    fast = graphwire.compile(net)
+    opt = DNWOptimizer(fast, torch.optim.SGD(fast.parameters(), lr=1e-3, momentum=0.9))
+    x = torch.randn(batch, blocks[0], 8, 8, device=device)
+
+    def step():
+        opt.zero_grad()
+        with record_function("forward"):
+            y = fast(x)
+        with record_function("backward"):
+            y.sum().backward()
+        with record_function("sgd"):
+            opt.base_optimizer.step()
+        with record_function("reselect"):
+            fast.reselect()
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    table = prof.key_averages().table(sort_by="cpu_time_total", row_limit=30)
+    path.write_text(f"One compiled training step, {net.graph.num_edges:,} candidates\n{table}")
+
+
 # ---------------------------------------------------------------------------- output
 def write_markdown(path: Path, result: dict) -> None:
     """A markdown table of every row, plus the machine and the selection row."""
@@ -496,6 +522,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", nargs="*", default=None, help="subset of case names")
     parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
     parser.add_argument("--no-selection", action="store_true", help="skip the 10M selection row")
+    parser.add_argument(
+        "--profile", action="store_true", help="only profile the selection graph's training step"
+    )
+    parser.add_argument(
+        "--append", action="store_true", help="keep other cases' rows from an earlier run in --out"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -503,7 +535,12 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     device = torch.device(args.device)
-    args.repeats = args.repeats or (3 if args.quick else 7)
+    if args.profile:
+        args.out.mkdir(parents=True, exist_ok=True)
+        profile_selection(args, device, args.out / "profile_selection.txt")
+        print((args.out / "profile_selection.txt").read_text())
+        return 0
+    args.repeats = args.repeats or (3 if args.quick else 5)
     chosen = [c for c in cases(args.quick) if not args.cases or c.name in args.cases]
     torch.manual_seed(0)
     rate = matmul_rate(device)
@@ -511,16 +548,27 @@ def run(args: argparse.Namespace) -> int:
     result["cases"] = [
         {k: v for k, v in asdict(c).items() if k not in ("graph", "kwargs")} for c in chosen
     ]
-    rows = []
+    rows, names = [], {c.name for c in chosen}
+    previous = args.out / "results.json"
+    if args.append and previous.exists():  # keep the other cases of an earlier run
+        old = json.loads(previous.read_text())
+        rows = [r for r in old["rows"] if r["case"] not in names]
+        result["selection"] = old.get("selection")
     points = [(c, d) for c in chosen for d in c.densities]
     for case, density in tqdm(points, desc="speed", unit="point"):
         rows += run_point(case, density, args, rate, device)
-    result["rows"] = rows
+        result["rows"] = rows
+        save(args.out, result)  # after every point: a long run keeps what it measured
     if not args.no_selection:
         result["selection"] = selection_point(args, device)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(result, indent=2))
-    write_markdown(args.out / "results.md", result)
-    plot(args.out / "time_vs_density.png", rows)
+    save(args.out, result)
     print((args.out / "results.md").read_text())
     return 0
+
+
+def save(out: Path, result: dict) -> None:
+    """Write the JSON, the markdown table and the plot."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    write_markdown(out / "results.md", result)
+    plot(out / "time_vs_density.png", result["rows"])

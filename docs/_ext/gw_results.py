@@ -115,7 +115,8 @@ INTRO = """# Results
 Tables and plots from recorded benchmark runs, one page per suite. Every page names the
 machine its numbers were measured on; numbers from different machines are not comparable.
 The pages are generated at build time from `benchmarks/results/<suite>/`; to add or
-refresh one, run the suite (see {doc}`/tutorials/index`) and rebuild the docs.
+refresh one, run the suite ({doc}`suites` lists them with their options) and rebuild
+the docs.
 
 """
 
@@ -146,6 +147,35 @@ MobileNetV1-like graphs on ImageNet (top-1):
 """
 
 
+def render_suites() -> str:
+    """The benchmark CLI reference: every suite of ``benchmarks.SUITES`` with its options."""
+    import argparse
+
+    lines = [
+        "# The benchmark suites",
+        "",
+        "`python -m benchmarks SUITE [options]` runs one suite; each suite is a module of",
+        "`benchmarks/` with `add_arguments(parser)` and `run(args)`. Prefix the command with",
+        "`torchrun --nproc_per_node=N` to train on several processes. This page is generated",
+        "from the suites' own argument parsers.",
+        "",
+    ]
+    try:
+        suites = importlib.import_module("benchmarks.__main__").SUITES
+    except ImportError:
+        return "\n".join([*lines, "The benchmarks package is not importable.", ""])
+    for name, module_name in suites.items():
+        module = importlib.import_module(module_name)
+        parser = argparse.ArgumentParser(
+            prog=f"python -m benchmarks {name}",
+            formatter_class=lambda prog: argparse.HelpFormatter(prog, width=88),
+        )
+        module.add_arguments(parser)
+        doc = (module.__doc__ or "").strip()
+        lines += [f"## `{name}`", "", doc, "", "```text", parser.format_help().rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
 def write_results(srcdir: Path, results_root: Path) -> list[str]:
     """Write ``results/index.md`` and one page per recorded suite; return the suites."""
     out = srcdir / "results"
@@ -156,9 +186,10 @@ def write_results(srcdir: Path, results_root: Path) -> list[str]:
         pages[f"{suite}.md"] = render_suite(
             suite, results_root / suite, out / f"_{suite}_files", f"_{suite}_files"
         )
-    toc = ["```{toctree}", ":maxdepth: 1", "", *suites, "```", ""]
+    pages["suites.md"] = render_suites()
+    toc = ["```{toctree}", ":maxdepth: 1", "", "suites", *suites, "```", ""]
     none = "No benchmark run has been recorded in this checkout yet.\n\n"
-    pages["index.md"] = INTRO + ("\n".join(toc) if suites else none) + PAPER
+    pages["index.md"] = INTRO + "\n".join(toc) + ("" if suites else none) + PAPER
     for name, text in pages.items():
         path = out / name
         if not path.exists() or path.read_text() != text:

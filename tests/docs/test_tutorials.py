@@ -18,6 +18,13 @@ TINY: dict[str, dict] = {
     "time_modes": {"epochs": 1, "hidden": 8, "k": 150, "limit": 128, "batch": 64},
     "sparse_training": {"epochs": 1, "width": 4, "density": 0.2, "limit": 64, "batch_size": 32},
     "multiprocess": {"epochs": 1, "hidden": 8, "limit": 64},
+    "own_data": {
+        "settings": ("static", "discrete"),
+        "seeds": 1,
+        "epochs": 1,
+        "num_nodes": 16,
+        "n": 96,
+    },
     "compile_export": {"epochs": 1, "hidden": 16, "density": 0.2, "limit": 128},
 }
 
@@ -95,3 +102,13 @@ def test_sparse_training(capsys):
 def test_multiprocess_single_process():
     out = load("multiprocess").main(**TINY["multiprocess"])
     assert out["world_size"] == 1 and out["masks_agree"]
+
+
+def test_own_data(capsys):
+    tutorial = load("own_data")
+    data = tutorial.make_own_data(n=40)
+    image, label = data.train[0]
+    assert image.shape == (1, 12, 12) and 0 <= int(label) < data.num_classes
+    accs = tutorial.main(**TINY["own_data"])
+    assert set(accs) == {("static", "random"), ("static", "dnw")}
+    assert "| static | dnw |" in capsys.readouterr().out

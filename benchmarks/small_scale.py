@@ -106,9 +106,9 @@ DIGITS = Profile(
         "continuous": {"method": "rk4", "solver_options": {"step_size": 0.5}},
     },
     train={
-        "static": {"epochs": 12, "batch_size": 64, "optimizer": _sgd(0.3)},
-        "discrete": {"epochs": 10, "batch_size": 32, "optimizer": _sgd(0.2)},
-        "continuous": {"epochs": 8, "batch_size": 32, "optimizer": _sgd(0.2)},
+        "static": {"epochs": 10, "batch_size": 64, "optimizer": _sgd(0.3)},
+        "discrete": {"epochs": 6, "batch_size": 32, "optimizer": _sgd(0.2)},
+        "continuous": {"epochs": 5, "batch_size": 32, "optimizer": _sgd(0.2)},
     },
 )
 

@@ -1,0 +1,28 @@
+import json
+
+from benchmarks.__main__ import SUITES, main
+
+
+def test_every_suite_is_registered():
+    assert {"demo", "small-scale", "alternatives", "mobilenet", "sparse", "smoke"} <= set(SUITES)
+
+
+def test_smoke_runs_every_suite_code_path(tmp_path):
+    assert main(["smoke", "--out", str(tmp_path), "--plots"]) == 0
+    small = json.loads((tmp_path / "small-scale" / "results.json").read_text())
+    rows = {(r["setting"], r["rule"]) for r in small["rows"]}
+    assert rows == {(s, r) for s in ("static", "discrete", "continuous") for r in ("random", "dnw")}
+    assert small["machine"]["torch"] and small["machine"]["processor"]
+    for row in small["rows"]:
+        assert 0 <= row["acc_mean"] <= 100 and row["paper_mean"] > 70
+    assert (tmp_path / "small-scale" / "accuracy_curves.png").stat().st_size > 0
+    assert (tmp_path / "small-scale" / "wiring_static_adjacency.png").is_file()
+    assert (tmp_path / "small-scale" / "wiring_discrete_layered.png").is_file()
+    compiled = json.loads((tmp_path / "small-scale" / "compiled.json").read_text())
+    assert compiled["same_predictions"] == 1.0
+    alt = json.loads((tmp_path / "alt" / "results.json").read_text())
+    assert [r["rule"] for r in alt["rows"]][:2] == ["complete", "random"]
+    mob = json.loads((tmp_path / "mobilenet" / "results.json").read_text())
+    assert all(r["macs_M"] > 0 and r["params_M"] > 0 for r in mob["rows"])
+    sparse = (tmp_path / "sparse" / "results.md").read_text()
+    assert "first_layer" in sparse and "torch" in sparse

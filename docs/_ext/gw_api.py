@@ -166,8 +166,12 @@ def render_pages(infos: list[ModuleInfo]) -> dict[str, str]:
         "   :maxdepth: 1",
         "",
     ]
-    index += [f"   {info.name}" for info in infos] + [""]
-    pages["index.rst"] = "\n".join(index)
+    index += [f"   {info.name}" for info in infos]
+    registry = render_registry() if any(i.name == "models" for i in infos) else None
+    if registry is not None:
+        pages["models_registry.rst"] = registry
+        index += ["   models_registry"]
+    pages["index.rst"] = "\n".join([*index, ""])
     for info in infos:
         lines = _heading(f"``{info.name}``", "=")
         lines += [f".. automodule:: {info.name}", "   :no-members:", ""]
@@ -194,6 +198,34 @@ def render_pages(infos: list[ModuleInfo]) -> dict[str, str]:
                 lines += [f".. currentmodule:: {info.name}", ""]
         pages[f"{info.name}.rst"] = "\n".join(lines)
     return pages
+
+
+def render_registry() -> str | None:
+    """A page listing every model of ``models.list_models()`` with its settings."""
+    try:
+        models = importlib.import_module("models")
+    except ImportError:
+        return None
+    builders = getattr(importlib.import_module("models.registry"), "_MODELS", {})
+    lines = _heading("Model registry", "=")
+    lines += [
+        "Every network ``models.create_model(name, **settings)`` builds, generated from",
+        "``models.list_models()`` and ``models.model_defaults(name)``.",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "   :widths: 25 40 35",
+        "",
+        "   * - name",
+        "     - what it is",
+        "     - settings and defaults",
+    ]
+    for name in models.list_models():
+        builder = builders.get(name)
+        summary = _summary(builder) if builder is not None else ""
+        defaults = ", ".join(f"``{k}={v!r}``" for k, v in models.model_defaults(name).items())
+        lines += [f"   * - ``{name}``", f"     - {summary or '-'}", f"     - {defaults or '-'}"]
+    return "\n".join([*lines, ""])
 
 
 def write_pages(directory: Path, pages: dict[str, str]) -> None:

@@ -145,3 +145,10 @@ def test_offline_nitpicky_build_fails_on_a_broken_reference(tmp_path):
     bad = subprocess.run([*cmd, str(tmp_path), str(tmp_path / "out2")], capture_output=True)
     assert bad.returncode != 0
     assert "torch.NoSuchThing" in bad.stderr.decode()
+
+
+def test_model_registry_page_lists_every_model():
+    import models
+    page = gw_api.render_registry()
+    for name in models.list_models():
+        assert f"   * - ``{name}``" in page

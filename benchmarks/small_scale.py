@@ -188,7 +188,9 @@ def for_training(model: nn.Module) -> nn.Module:
     import graphwire
 
     compile_fn = getattr(graphwire, "compile", None)
-    return compile_fn(model, mode="train") if compile_fn is not None else model
+    if compile_fn is None or not any(isinstance(m, graphwire.WiredGraph) for m in model.modules()):
+        return model  # e.g. sparse ResNets made of wired layers: already dense ops
+    return compile_fn(model, mode="train")
 
 
 def train_config(spec: dict[str, Any]) -> TrainConfig:

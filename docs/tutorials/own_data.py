@@ -26,9 +26,9 @@ def make_own_data(n: int = 1200, size: int = 12, seed: int = 0) -> DataSplits:
     labels = torch.randint(0, 4, (n,), generator=gen)
     grid = torch.linspace(-1, 1, size)
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")
-    angles = labels.float() * torch.pi / 4 + 0.2 * torch.randn(n, generator=gen)
+    angles = labels.float() * torch.pi / 4 + 0.1 * torch.randn(n, generator=gen)
     dist = (xx * angles.sin()[:, None, None] - yy * angles.cos()[:, None, None]).abs()
-    images = torch.exp(-((dist / 0.2) ** 2)) + 0.3 * torch.randn(n, size, size, generator=gen)
+    images = torch.exp(-((dist / 0.25) ** 2)) + 0.2 * torch.randn(n, size, size, generator=gen)
     images = images.unsqueeze(1)  # [n, C=1, H, W]
     cut = int(0.8 * n)
     return DataSplits(

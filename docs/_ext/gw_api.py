@@ -436,6 +436,8 @@ def _on_skip_member(app, what, name, obj, skip, options):
 
 def _on_process_bases(app, name, obj, options, bases: list) -> None:
     # A private base class (``_RecurrentLayout``) has no page: show its public bases.
+    # A plain ``object`` base says nothing: leave the "Bases" line out.
+    bases[:] = [b for b in bases if b is not object]
     i = 0
     while i < len(bases):
         base = bases[i]

@@ -173,7 +173,8 @@ class WiredGraph(nn.Module):
         # A checkpoint carries the mask, and loading it restores the selection exactly.
         # A state dict with weights but no mask (e.g. from another tool) selects on load.
         had_mask = prefix + "edge_mask" in state_dict
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # nn.Module by name: compiled modules borrow this method, so no zero-argument super()
+        nn.Module._load_from_state_dict(self, state_dict, prefix, *args, **kwargs)
         if not had_mask and self.rule.reselects and prefix + "weight" in state_dict:
             missing_keys = args[2] if len(args) > 2 else kwargs["missing_keys"]
             with torch.no_grad():

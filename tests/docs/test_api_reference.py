@@ -149,6 +149,7 @@ def test_offline_nitpicky_build_fails_on_a_broken_reference(tmp_path):
 
 def test_model_registry_page_lists_every_model():
     import models
+
     page = gw_api.render_registry()
     for name in models.list_models():
         assert f"   * - ``{name}``" in page

@@ -19,7 +19,7 @@ TINY: dict[str, dict] = {
     "sparse_training": {"epochs": 1, "width": 4, "density": 0.2, "limit": 64, "batch_size": 32},
     "multiprocess": {"epochs": 1, "hidden": 8, "limit": 64},
     "own_data": {
-        "settings": ("static", "discrete"),
+        "settings": ("static",),
         "seeds": 1,
         "epochs": 1,
         "num_nodes": 16,

@@ -112,3 +112,31 @@ def test_own_data(capsys):
     accs = tutorial.main(**TINY["own_data"])
     assert set(accs) == {("static", "random"), ("static", "dnw")}
     assert "| static | dnw |" in capsys.readouterr().out
+
+
+def test_multiprocess_two_ranks():
+    """Two CPU processes with the environment torchrun gives them: both keep the same masks."""
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, str(TUTORIALS / "multiprocess.py")]
+    cmd += ["--epochs", "1", "--hidden", "8", "--limit", "64"]
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2")
+        env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-2000:]
+    assert "2 process(es)" in outputs[0][0]
+    assert "masks agree on every rank: True" in outputs[0][0]
+    assert outputs[1][0] == ""  # only rank 0 prints

@@ -154,7 +154,15 @@ class GroupedNodeOp(NodeOp):
     def forward(self, x: Tensor, nodes: Tensor | None = None) -> Tensor:  # noqa: D102
         if nodes is None:
             nodes = torch.arange(x.shape[1], device=x.device)
-        gid = self.group_id[nodes]
+        gid = self.group_id[nodes]  # [n]
+        if torch.compiler.is_compiling():
+            # Tracing (torch.export, torch.compile) needs shapes that do not depend on the
+            # data: run every group's op on all n nodes and keep each node's own result.
+            out = self.ops[0](x, nodes)
+            for g in range(1, len(self.ops)):
+                keep = (gid == g).view(1, -1, *([1] * (out.dim() - 2)))
+                out = torch.where(keep, self.ops[g](x, nodes), out)
+            return out
         present = torch.unique(gid).tolist()
         if len(present) == 1:
             return self.ops[present[0]](x, nodes)

@@ -191,3 +191,12 @@ def test_default_layered_dag_selection_reaches_outputs_and_trains():
         losses.append(loss.item())
     assert sum(losses[-10:]) < 0.2 * sum(losses[:10])
     assert opt.swaps_total > 0
+
+
+def test_per_group_node_ops_export():
+    g = layered_dag([2, 3, 2])
+    spec = {"block0": "identity", "block1": "relu", "block2": "tanh"}
+    net = WiredGraph(g, node_op=spec, density=1.0, seed=0).eval()
+    x = torch.randn(4, 2)
+    exported = torch.export.export(net, (x,))
+    torch.testing.assert_close(exported.module()(x), net(x))

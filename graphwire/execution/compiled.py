@@ -232,10 +232,12 @@ class CompiledDag(CompiledWired):
 
     def run(self, z0: Tensor, flat: Tensor) -> Tensor:  # noqa: D102
         pieces, offsets = [z0], [0]  # node features in layout order, one piece per step
-        for i, (lo, start, rows, cols, base) in enumerate(self.steps):
+        # one split, not a slice per block: its backward is one concatenation
+        blocks = flat.split([rows * cols for _, _, rows, cols, _ in self.steps] + [1])
+        for i, (lo, start, rows, cols, _) in enumerate(self.steps):
             if cols:
                 src = _window(pieces, offsets, lo, start)  # [B, cols, *F]
-                inp = mix(src, self._block(flat, base, rows, cols))  # [B, rows, *F]
+                inp = mix(src, blocks[i].view(rows, cols))  # [B, rows, *F]
             else:
                 inp = z0.new_zeros(z0.shape[0], rows, *z0.shape[2:])
             pieces.append(self.node_op(inp, getattr(self, f"nodes_{i}")))

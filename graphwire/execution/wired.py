@@ -157,8 +157,8 @@ class WiredGraph(nn.Module):
         if not self.rule.reselects:
             return 0, 0
         new = self.rule.select(self, self.budget, self._members)
-        added = int((new & ~self.edge_mask).sum())
-        removed = int((self.edge_mask & ~new).sum())
+        added = int(torch.count_nonzero(new > self.edge_mask))  # in new, not in old
+        removed = int(torch.count_nonzero(self.edge_mask > new))
         self.edge_mask.copy_(new)
         return added, removed
 

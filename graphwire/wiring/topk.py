@@ -58,11 +58,11 @@ def _topk_1d(scores: Tensor, k: int) -> Tensor:
     if k >= n:
         return mask.fill_(True)
     threshold = _kth_largest(scores, k)
-    torch.gt(scores, threshold, out=mask)
-    missing = k - int(torch.count_nonzero(mask))
-    if missing:
-        ties = (scores == threshold).nonzero().flatten()[:missing]
-        mask[ties] = True
+    torch.ge(scores, threshold, out=mask)
+    extra = int(torch.count_nonzero(mask)) - k
+    if extra:  # ties at the threshold: drop the highest-index ones
+        ties = (scores == threshold).nonzero().flatten()
+        mask[ties[ties.numel() - extra :]] = False
     return mask
 
 
@@ -92,7 +92,8 @@ def select_topk(
         >>> select_topk(torch.tensor([1.0, 1.0, 1.0]), [2]).tolist()  # ties: lower index
         [True, True, False]
     """
-    if torch.isnan(scores).any():
+    # One reduction screens for NaN; the exact count runs only when it finds one.
+    if not torch.isfinite(scores.sum()) and torch.isnan(scores).any():
         raise SelectionError(
             f"scores contain {int(torch.isnan(scores).sum())} NaN values; training has "
             "diverged (lower the learning rate) or the weights were corrupted."

@@ -76,6 +76,17 @@ def add_common_arguments(
     parser.add_argument("--no-plots", action="store_true", help="skip the plots")
 
 
+def apply_overrides(train: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Apply the command line's ``--epochs``, ``--batch-size`` and ``--lr`` to a training spec."""
+    if args.epochs is not None:
+        train["epochs"] = args.epochs
+    if args.batch_size is not None:
+        train["batch_size"] = args.batch_size
+    if args.lr is not None:
+        train.setdefault("optimizer", {})["lr"] = args.lr
+    return train
+
+
 def set_threads(n: int) -> None:
     """Use ``n`` CPU threads in this process (small ops are fastest single-threaded)."""
     torch.set_num_threads(max(1, n))

@@ -21,6 +21,7 @@ from benchmarks import small_scale
 from benchmarks._common import (
     Timer,
     add_common_arguments,
+    apply_overrides,
     machine_info,
     markdown_table,
     mean_std,
@@ -67,12 +68,7 @@ def _base_spec(args: argparse.Namespace, dataset: str, seed: int, out: Path) -> 
             "optimizer": {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4},
             "schedule": {"kind": "cosine"},
         }
-    if args.epochs is not None:
-        train["epochs"] = args.epochs
-    if args.batch_size is not None:
-        train["batch_size"] = args.batch_size
-    if args.lr is not None:
-        train["optimizer"]["lr"] = args.lr
+    apply_overrides(train, args)
     return {
         "setting": "alternatives",
         "seed": seed,

@@ -17,6 +17,7 @@ from benchmarks import small_scale
 from benchmarks._common import (
     Timer,
     add_common_arguments,
+    apply_overrides,
     machine_info,
     markdown_table,
     mean_std,
@@ -58,12 +59,7 @@ def _spec(args, dataset: str, density: float, first_dense: bool, seed: int) -> d
             "optimizer": {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4},
             "schedule": {"kind": "cosine"},
         }
-    if args.epochs is not None:
-        train["epochs"] = args.epochs
-    if args.batch_size is not None:
-        train["batch_size"] = args.batch_size
-    if args.lr is not None:
-        train["optimizer"]["lr"] = args.lr
+    apply_overrides(train, args)
     tag = f"d{density:g}-{'first-dense' if first_dense else 'all-sparse'}-seed{seed}"
     return {
         "model_name": model_name,

@@ -25,6 +25,7 @@ from torch import nn
 from benchmarks._common import (
     Timer,
     add_common_arguments,
+    apply_overrides,
     machine_info,
     markdown_table,
     mean_std,
@@ -262,13 +263,7 @@ def plan(args: argparse.Namespace, dataset: str, out: Path) -> list[dict[str, An
     for setting in args.settings:
         for rule in args.rules:
             for seed in range(args.seeds):
-                train = copy.deepcopy(prof.train[setting])
-                if args.epochs is not None:
-                    train["epochs"] = args.epochs
-                if args.batch_size is not None:
-                    train["batch_size"] = args.batch_size
-                if args.lr is not None:
-                    train.setdefault("optimizer", {})["lr"] = args.lr
+                train = apply_overrides(copy.deepcopy(prof.train[setting]), args)
                 specs.append(
                     {
                         "setting": setting,

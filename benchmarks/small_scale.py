@@ -198,10 +198,9 @@ def for_training(model: nn.Module) -> nn.Module:
     """
     import graphwire
 
-    compile_fn = getattr(graphwire, "compile", None)
-    if compile_fn is None or not any(isinstance(m, graphwire.WiredGraph) for m in model.modules()):
+    if not any(isinstance(m, graphwire.WiredGraph) for m in model.modules()):
         return model  # e.g. sparse ResNets made of wired layers: already dense ops
-    return compile_fn(model, mode="train")
+    return graphwire.compile(model, mode="train")
 
 
 def train_config(spec: dict[str, Any]) -> TrainConfig:

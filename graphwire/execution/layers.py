@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from graphwire._utils import choose, describe
 from graphwire.errors import GraphError, SelectionError
 from graphwire.graph.channel_graph import ChannelGraph
-from graphwire.wiring.rules import WiringRule, make_rule
+from graphwire.wiring.rules import WiringRule, make_rule, replace_mask
 from graphwire.wiring.topk import resolve_budget
 
 __all__ = [
@@ -102,14 +102,7 @@ class SharedBudget:
             )
         self.rule = make_rule(rule)
         total = sum(layer.weight.numel() for layer in self.layers)
-        if self.rule.uses_budget:
-            self.k = resolve_budget([total], k=k, density=density)[0]
-        elif k is not None or density is not None:
-            raise SelectionError(
-                f"rule={self.rule.name!r} takes no k or density; got k={k!r}, density={density!r}."
-            )
-        else:
-            self.k = total
+        self.k = self.rule.budget([total], k=k, density=density)[0]
         for layer in self.layers:
             layer.rule, layer.shared_budget = self.rule, self
             self.rule.setup(layer)
@@ -128,11 +121,7 @@ class SharedBudget:
     def _assign(self, flat: Tensor) -> dict[nn.Module, tuple[int, int]]:
         swaps = {}
         for layer, new in zip(self.layers, self._split(flat)):
-            new = new.to(layer.edge_mask.device)
-            added = int((new & ~layer.edge_mask).sum())
-            removed = int((layer.edge_mask & ~new).sum())
-            layer.edge_mask.copy_(new)
-            swaps[layer] = (added, removed)
+            swaps[layer] = replace_mask(layer.edge_mask, new)
         return swaps
 
     def select(self) -> list[Tensor]:

@@ -13,8 +13,7 @@ from graphwire.errors import GraphError, SelectionError
 from graphwire.execution.node_ops import NodeOpSpec, make_node_op
 from graphwire.execution.reference import EXECUTORS, ODESolver
 from graphwire.graph.channel_graph import MODES, ChannelGraph
-from graphwire.wiring.rules import WiringRule, make_rule
-from graphwire.wiring.topk import resolve_budget
+from graphwire.wiring.rules import WiringRule, make_rule, replace_mask
 
 __all__ = ["WiredGraph", "SCOPES"]
 
@@ -107,14 +106,7 @@ class WiredGraph(nn.Module):
             names = list(graph.group_names)
         else:
             self._members, sizes, names = None, [graph.num_edges], ["graph"]
-        if self.rule.uses_budget:
-            self.budget = resolve_budget(sizes, k=k, density=density, names=names)
-        elif k is not None or density is not None:
-            raise SelectionError(
-                f"rule={self.rule.name!r} takes no k or density; got k={k!r}, density={density!r}."
-            )
-        else:
-            self.budget = list(sizes)
+        self.budget = self.rule.budget(sizes, k=k, density=density, names=names)
 
         self.node_op = make_node_op(node_op, graph.num_nodes, graph.group_names, graph.group_id)
         self.input_op = make_node_op(input_op, graph.num_nodes, graph.group_names, graph.group_id)
@@ -156,11 +148,7 @@ class WiredGraph(nn.Module):
         """
         if not self.rule.reselects:
             return 0, 0
-        new = self.rule.select(self, self.budget, self._members)
-        added = int(torch.count_nonzero(new > self.edge_mask))  # in new, not in old
-        removed = int(torch.count_nonzero(self.edge_mask > new))
-        self.edge_mask.copy_(new)
-        return added, removed
+        return replace_mask(self.edge_mask, self.rule.select(self, self.budget, self._members))
 
     def learned_graph(self) -> ChannelGraph:
         """The selected edges as a :class:`ChannelGraph` whose ``edge_weight`` holds ``w``."""

@@ -15,6 +15,7 @@ from graphwire.wiring.rules import (
     TargetedDropout,
     WiringRule,
     make_rule,
+    replace_mask,
     straight_through,
 )
 from graphwire.wiring.topk import apportion, resolve_budget, select_topk
@@ -33,6 +34,7 @@ __all__ = [
     "RULES",
     "make_rule",
     "straight_through",
+    "replace_mask",
     "DNWOptimizer",
     "Rewirable",
 ]

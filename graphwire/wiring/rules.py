@@ -8,14 +8,14 @@ by name in :data:`RULES`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from graphwire._utils import choose
 from graphwire.errors import SelectionError
-from graphwire.wiring.topk import select_topk
+from graphwire.wiring.topk import resolve_budget, select_topk
 
 __all__ = [
     "WiringRule",
@@ -28,6 +28,7 @@ __all__ = [
     "RULES",
     "make_rule",
     "straight_through",
+    "replace_mask",
 ]
 
 
@@ -50,6 +51,24 @@ def straight_through(weight: Tensor, mask: Tensor) -> Tensor:
     return weight - (weight * ~mask).detach()
 
 
+@torch.no_grad()
+def replace_mask(mask: Tensor, new: Tensor) -> tuple[int, int]:
+    """Copy ``new`` into the ``mask`` buffer in place; return ``(swapped in, swapped out)``.
+
+    Example:
+        >>> import torch
+        >>> from graphwire.wiring import replace_mask
+        >>> mask = torch.tensor([True, False, True])
+        >>> replace_mask(mask, torch.tensor([False, True, True])), mask.tolist()
+        ((1, 1), [False, True, True])
+    """
+    new = new.to(mask.device)
+    added = int(torch.count_nonzero(new > mask))  # in new, not in old
+    removed = int(torch.count_nonzero(mask > new))
+    mask.copy_(new)
+    return added, removed
+
+
 class WiringRule:
     """Base class of wiring rules; subclass it to add one (e.g. learned scores).
 
@@ -65,6 +84,31 @@ class WiringRule:
     reselects = False
     straight_through = False
     uses_budget = True
+
+    def budget(
+        self,
+        sizes: Sequence[int],
+        *,
+        k: int | Mapping[str, int] | None,
+        density: float | None,
+        names: Sequence[str] | None = None,
+    ) -> list[int]:
+        """Edges to keep per scope, one count per entry of ``sizes``.
+
+        A rule that uses a budget resolves ``k`` or ``density`` with
+        :func:`~graphwire.wiring.resolve_budget`; one that does not keeps every candidate,
+        and then ``k`` and ``density`` must not be given.
+
+        Raises:
+            SelectionError: for a bad budget, or a budget given to a rule without one.
+        """
+        if self.uses_budget:
+            return resolve_budget(sizes, k=k, density=density, names=names)
+        if k is not None or density is not None:
+            raise SelectionError(
+                f"rule={self.name!r} takes no k or density; got k={k!r}, density={density!r}."
+            )
+        return list(sizes)
 
     def setup(self, module: nn.Module) -> None:
         """Hook run once when ``module`` is built, e.g. to register extra parameters."""

@@ -371,14 +371,15 @@ def run_point(case: Case, density: float, args, rate: float, device: torch.devic
     row("inference", "reference", ref_t, base, selected * positions * passes, None)
     rows[-1]["timed_on_batch"] = chunk  # and scaled to the full batch
     row("inference", "masked_dense", base, base, None, infer_fns["masked_dense"])
-    row(
-        "inference",
-        "compiled_eval",
-        inf_t["compiled_eval"],
-        base,
-        macs_eval,
-        infer_fns["compiled_eval"],
-    )
+    if frozen is not None:  # None: no output reachable under this selection
+        row(
+            "inference",
+            "compiled_eval",
+            inf_t["compiled_eval"],
+            base,
+            macs_eval,
+            infer_fns["compiled_eval"],
+        )
     base = train_t["masked_dense"]
     row("train", "masked_dense", base, base, None, train_dense)
     row("train", "compiled_train", train_t["compiled_train"], base, macs_train, train_compiled)
@@ -386,14 +387,19 @@ def run_point(case: Case, density: float, args, rate: float, device: torch.devic
     return rows
 
 
-def selection_point(args, device: torch.device) -> dict:
-    """Selection time at ~10M candidate edges against one compiled training step."""
+def _selection_graph(args, device: torch.device):
+    """The ~10M-candidate layered graph of the selection row, compiled, with its optimizer."""
     blocks = [32, 1024, 1024, 1024, 1024, 1024] if not args.quick else [16, 256, 256, 256]
     batch = 16 if not args.quick else 2
     net = WiredGraph(layered_dag(blocks), node_op="conv", density=0.05, seed=0).to(device)
     fast = graphwire.compile(net)
     opt = DNWOptimizer(fast, torch.optim.SGD(fast.parameters(), lr=1e-3, momentum=0.9))
-    x = torch.randn(batch, blocks[0], 8, 8, device=device)
+    return net, fast, opt, torch.randn(batch, blocks[0], 8, 8, device=device)
+
+
+def selection_point(args, device: torch.device) -> dict:
+    """Selection time at ~10M candidate edges against one compiled training step."""
+    net, fast, opt, x = _selection_graph(args, device)
 
     def step():
         opt.zero_grad()
@@ -413,7 +419,7 @@ def selection_point(args, device: torch.device) -> dict:
     return {
         "candidates": net.graph.num_edges,
         "selected": int(net.mask().sum()),
-        "batch": batch,
+        "batch": x.shape[0],
         "features": [8, 8],
         "select_topk_ms": times["select_topk"] * 1e3,
         "reselect_ms": times["reselect"] * 1e3,
@@ -426,12 +432,7 @@ def profile_selection(args, device: torch.device, path: Path) -> None:
     """Write where one compiled training step of the selection graph spends its time."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    blocks = [32, 1024, 1024, 1024, 1024, 1024] if not args.quick else [16, 256, 256, 256]
-    batch = 16 if not args.quick else 2
-    net = WiredGraph(layered_dag(blocks), node_op="conv", density=0.05, seed=0).to(device)
-    fast = graphwire.compile(net)
-    opt = DNWOptimizer(fast, torch.optim.SGD(fast.parameters(), lr=1e-3, momentum=0.9))
-    x = torch.randn(batch, blocks[0], 8, 8, device=device)
+    net, fast, opt, x = _selection_graph(args, device)
 
     def step():
         opt.zero_grad()

@@ -71,6 +71,7 @@ COLUMNS = [
     "edges",
     "params",
     "swaps_mean",
+    "unfed_mean",
     "train_s_mean",
     "paper_mean",
     "paper_std",
@@ -315,6 +316,7 @@ def aggregate(runs: list[dict[str, Any]], settings, rules) -> list[dict[str, Any
                     "edges": group[0]["edges"],
                     "params": group[0]["params"],
                     "swaps_mean": mean_std([r["swaps_total"] for r in group])[0],
+                    "unfed_mean": mean_std([r["history"][-1]["unfed"] for r in group])[0],
                     "train_s_mean": mean_std([r["train_s"] for r in group])[0],
                     "paper_mean": paper[0],
                     "paper_std": paper[1],
@@ -410,6 +412,8 @@ def run_suite(
             f"{dataset}: final validation accuracy (%) after the last epoch, mean and std over "
             f"{args.seeds} seeds; paper columns are CIFAR-10 (Table 2, 5 runs).",
             f"Wall time of all runs: {timer.seconds:.0f} s.",
+            "unfed_mean: non-input nodes that no selected edge feeds after the last epoch "
+            "(they output a constant; see graphwire.WiredGraph.unfed_nodes), mean over seeds.",
         ]
         notes += [
             f"{s}: DNW - random = {v['margin']:+.2f} points, seeds' std {v['std']:.2f}: "

@@ -122,6 +122,7 @@ class CompiledWired(nn.Module, abc.ABC):
     effective_weight = WiredGraph.effective_weight
     reselect = WiredGraph.reselect
     learned_graph = WiredGraph.learned_graph
+    unfed_nodes = WiredGraph.unfed_nodes
     _load_from_state_dict = WiredGraph._load_from_state_dict
 
     # ------------------------------------------------------------------ dense blocks

@@ -150,6 +150,34 @@ class WiredGraph(nn.Module):
             return 0, 0
         return replace_mask(self.edge_mask, self.rule.select(self, self.budget, self._members))
 
+    @torch.no_grad()
+    def unfed_nodes(self) -> Tensor:
+        """Non-input nodes that no selected edge feeds: int64 node ids, ascending.
+
+        Such a node sums nothing, so whatever the data it outputs one constant (for
+        ``node_op="conv"`` the ReLU of its norm's shift through its kernel). Its outgoing
+        edges carry no signal, and behind a normalising node op their straight-through
+        gradients nearly vanish (the norm removes the mean, the only thing a constant
+        source could add), so an unfed node seldom gets edges back. A count that rises
+        during training means a global top-k is concentrating the budget on fewer nodes;
+        :class:`~graphwire.training.Trainer` logs it per epoch as ``unfed``.
+
+        Example:
+            >>> import torch
+            >>> from graphwire import WiredGraph
+            >>> from graphwire.graph import layered_dag
+            >>> from graphwire.wiring import Frozen
+            >>> g = layered_dag([1, 2, 1])  # edges 0->1, 0->2, 0->3, 1->3, 2->3
+            >>> keep = torch.tensor([True, False, True, True, True])  # drop 0->2
+            >>> WiredGraph(g, rule=Frozen(keep)).unfed_nodes()
+            tensor([2])
+        """
+        dst = self.graph.edge_index[1][self.edge_mask.cpu()]
+        fed = torch.zeros(self.graph.num_nodes, dtype=torch.bool)
+        fed[dst] = True
+        fed[self.graph.inputs] = True
+        return (~fed).nonzero().flatten()
+
     def learned_graph(self) -> ChannelGraph:
         """The selected edges as a :class:`ChannelGraph` whose ``edge_weight`` holds ``w``."""
         mask = self.edge_mask.cpu()

@@ -42,8 +42,9 @@ class TrainResult:
     Attributes:
         history: One record per epoch: ``epoch``, ``step``, ``lr``, ``train_loss``,
             ``train_acc``, ``val_loss``, ``val_acc`` (``None`` when not evaluated),
-            ``swaps`` (edges swapped in during the epoch), ``edges`` (edges in use) and
-            ``time_s``.
+            ``swaps`` (edges swapped in during the epoch), ``edges`` (edges in use),
+            ``unfed`` (non-input nodes of wired graphs that no selected edge feeds, see
+            :meth:`~graphwire.WiredGraph.unfed_nodes`) and ``time_s``.
         final_val_acc: Validation accuracy after the last epoch run.
         best_val_acc: Best validation accuracy over the epochs evaluated.
         swaps_total: Edges swapped in over the whole run.
@@ -92,6 +93,11 @@ def evaluate(
 
 def _edges_in_use(model: nn.Module) -> int:
     return sum(int(m.edge_mask.sum()) for m in model.modules() if isinstance(m, Rewirable))
+
+
+def _unfed_nodes(model: nn.Module) -> int:
+    # WiredGraph and the compiled modules that share its mask (wired layers have no nodes)
+    return sum(m.unfed_nodes().numel() for m in model.modules() if hasattr(m, "unfed_nodes"))
 
 
 class Trainer:
@@ -331,6 +337,7 @@ class Trainer:
             "val_acc": None,
             "swaps": int(swaps),
             "edges": _edges_in_use(self.model),
+            "unfed": _unfed_nodes(self.model),
         }
         if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
             metrics = evaluate(self.model, self.val_loader, self.info, self.device)

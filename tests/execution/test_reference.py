@@ -200,3 +200,19 @@ def test_per_group_node_ops_export():
     x = torch.randn(4, 2)
     exported = torch.export.export(net, (x,))
     torch.testing.assert_close(exported.module()(x), net(x))
+
+
+
+def test_unfed_nodes_are_the_non_inputs_without_a_selected_incoming_edge():
+    import graphwire
+    from graphwire.wiring import Frozen
+
+    g = complete_digraph(10, inputs=3, outputs=2)
+    keep = torch.rand(g.num_edges, generator=torch.Generator().manual_seed(0)) < 0.08
+    fed = set(g.edge_index[1, keep].tolist())
+    expected = [v for v in range(3, 10) if v not in fed]
+    assert 0 < len(expected) < 7  # some nodes fed, some not: neither answer is trivial
+    net = WiredGraph(g, node_op="relu", rule=Frozen(keep), mode="discrete", steps=2)
+    assert net.unfed_nodes().tolist() == expected
+    # the compiled training module shares the mask and answers the same
+    assert graphwire.compile(net, mode="train").unfed_nodes().tolist() == expected

@@ -59,6 +59,16 @@ def test_interrupted_and_resumed_run_ends_like_uninterrupted(tmp_path, digits_sm
     assert _strip_time([json.loads(x) for x in lines]) == _strip_time(ref.history)
 
 
+def test_history_logs_unfed_nodes_of_the_selection(tmp_path, digits_small, small_wired):
+    model = small_wired(seed=1, rule="random")  # a fixed selection that leaves nodes unfed
+    graph = model.graph.learned_graph()
+    hidden = torch.arange(16, graph.num_nodes)  # every node after the 16 inputs
+    unfed = int((graph.in_degree[hidden] == 0).sum())
+    assert unfed > 0
+    history = Trainer(model, digits_small, _config(tmp_path, "unfed")).fit().history
+    assert [r["unfed"] for r in history] == [unfed] * 3
+
+
 def test_checkpoint_holds_masks_scheduler_rng_and_position(tmp_path, digits_small, small_wired):
     t = Trainer(small_wired(), digits_small, _config(tmp_path, "a"))
     t.fit(until_epoch=1)

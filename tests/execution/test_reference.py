@@ -202,7 +202,6 @@ def test_per_group_node_ops_export():
     torch.testing.assert_close(exported.module()(x), net(x))
 
 
-
 def test_unfed_nodes_are_the_non_inputs_without_a_selected_incoming_edge():
     import graphwire
     from graphwire.wiring import Frozen

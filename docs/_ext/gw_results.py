@@ -83,7 +83,9 @@ def render_suite(suite: str, folder: Path, assets: Path, rel_assets: str) -> str
         if not target.exists() or target.read_bytes() != image.read_bytes():
             shutil.copyfile(image, target)
     shown: set[str] = set()
-    for table in sorted(folder.rglob("*.md")):
+    # the suite's own table first, then notes beside it (an investigation, ...)
+    tables = sorted(folder.rglob("*.md"), key=lambda p: (p.name != "results.md", p.as_posix()))
+    for table in tables:
         text = table.read_text()
         where = table.parent.relative_to(folder).as_posix()
         prefix = rel_assets + ("" if where == "." else f"/{where}")

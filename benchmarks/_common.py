@@ -224,9 +224,18 @@ def run_jobs(
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    with ctx.Pool(min(workers, len(specs))) as pool:
+    pool = ctx.Pool(min(workers, len(specs)))
+    try:
         it = pool.imap(_job_entry, [(fn, s) for s in specs], chunksize=1)
-        return list(tqdm(it, total=len(specs), desc=desc, disable=not progress))
+        results = list(tqdm(it, total=len(specs), desc=desc, disable=not progress))
+    except BaseException:
+        pool.terminate()
+        raise
+    # close and join rather than terminate: killed workers leak the semaphores that
+    # scikit-learn's joblib opened in them, and Python warns about each at exit
+    pool.close()
+    pool.join()
+    return results
 
 
 class Timer:

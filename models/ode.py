@@ -60,14 +60,7 @@ def graph_ode_vector(
 ) -> GraphODEClassifier:
     """A graph ODE classifier (default: 64 features, e.g. flattened 8 x 8 digits; 10% of edges)."""
     graph = complete_digraph(num_nodes, inputs=in_features, outputs=readout)
-    solver = ODESolver(
-        method=method,
-        rtol=rtol,
-        atol=atol,
-        t1=t1,
-        adjoint=adjoint,
-        options=dict(solver_options or {}),
-    )
+    solver = ODESolver(method, rtol, atol, t1, adjoint, solver_options)
     wired = WiredGraph(
         graph,
         node_op="tanh",

@@ -245,14 +245,7 @@ def tiny_continuous(
 ) -> TinyClassifier:
     """The continuous-time tiny classifier: ``dZ/dt = f(A Z)`` over ``[0, t1]`` (dopri5)."""
     graph = complete_digraph(num_nodes, inputs=stem_channels, outputs=readout)
-    solver = ODESolver(
-        method=method,
-        rtol=rtol,
-        atol=atol,
-        t1=t1,
-        adjoint=adjoint,
-        options=dict(solver_options or {}),
-    )
+    solver = ODESolver(method, rtol, atol, t1, adjoint, solver_options)
     return TinyClassifier(
         graph,
         mode="continuous",

@@ -68,7 +68,8 @@ class ODESolver:
         t1: End time; the network integrates over ``[0, t1]``.
         adjoint: Backpropagate with the adjoint method (:func:`torchdiffeq.odeint_adjoint`)
             in constant memory instead of through the solver's steps.
-        options: Extra solver options (e.g. ``{"step_size": 0.1}`` for fixed-step methods).
+        options: Extra solver options (e.g. ``{"step_size": 0.1}`` for fixed-step methods);
+            ``None`` means none. The solver keeps its own copy.
 
     Example:
         >>> from graphwire.execution import ODESolver
@@ -81,9 +82,10 @@ class ODESolver:
     atol: float = 1e-3
     t1: float = 1.0
     adjoint: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] | None = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.options = dict(self.options or {})
         from torchdiffeq._impl.odeint import SOLVERS
 
         choose("method", self.method, SOLVERS, GraphError)

@@ -215,3 +215,11 @@ def test_unfed_nodes_are_the_non_inputs_without_a_selected_incoming_edge():
     assert net.unfed_nodes().tolist() == expected
     # the compiled training module shares the mask and answers the same
     assert graphwire.compile(net, mode="train").unfed_nodes().tolist() == expected
+
+
+def test_ode_solver_keeps_its_own_copy_of_options():
+    given = {"step_size": 0.5}
+    solver = ODESolver(method="rk4", options=given)
+    given["step_size"] = 2.0  # the caller's dict changes later: the solver must not
+    assert solver.as_kwargs()["options"] == {"step_size": 0.5}
+    assert ODESolver(options=None).as_kwargs()["options"] == {}

@@ -92,7 +92,13 @@ def init_distributed(device: str | None = None, backend: str | None = None) -> D
 
 
 def cleanup_distributed() -> None:
-    """Leave the process group, if one was joined."""
+    """Leave the process group, if one was joined.
+
+    Drop every object that holds a DDP-wrapped model (a
+    :class:`~graphwire.training.Trainer`, the wrapped module) before calling this. A DDP
+    module freed after the group is destroyed holds the last reference to it, and with
+    gloo the group's destructor can then deadlock at process exit.
+    """
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -64,6 +64,16 @@ def _shift_headings(text: str, levels: int) -> str:
     return "\n".join(out)
 
 
+def _page_order(folder: Path):
+    """Sort key: files of ``folder`` itself before subfolders', ``results.md`` first."""
+
+    def key(path: Path) -> tuple[bool, bool, str]:
+        rel = path.relative_to(folder)
+        return len(rel.parts) > 1, path.name != "results.md", rel.as_posix()
+
+    return key
+
+
 def render_suite(suite: str, folder: Path, assets: Path, rel_assets: str) -> str:
     """The Markdown page of one suite's recorded results; copies its plots to ``assets``."""
     lines = [f"# {suite}", ""]
@@ -76,15 +86,16 @@ def render_suite(suite: str, folder: Path, assets: Path, rel_assets: str) -> str
     ]
     machine = _machine_lines(folder)
     lines += ["**Machine:**", "", *(machine or ["- not recorded with the run"]), ""]
-    images = sorted(p for p in folder.rglob("*") if p.suffix in IMAGES)
+    images = sorted((p for p in folder.rglob("*") if p.suffix in IMAGES), key=_page_order(folder))
     for image in images:
         target = assets / image.relative_to(folder)
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists() or target.read_bytes() != image.read_bytes():
             shutil.copyfile(image, target)
     shown: set[str] = set()
-    # the suite's own table first, then notes beside it (an investigation, ...)
-    tables = sorted(folder.rglob("*.md"), key=lambda p: (p.name != "results.md", p.as_posix()))
+    # the suite's own table first, then notes beside it (an investigation, ...), then
+    # further recorded runs in subfolders
+    tables = sorted(folder.rglob("*.md"), key=_page_order(folder))
     for table in tables:
         text = table.read_text()
         where = table.parent.relative_to(folder).as_posix()

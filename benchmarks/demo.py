@@ -25,7 +25,7 @@ from benchmarks import small_scale
 from benchmarks._common import Timer, markdown_table, set_threads
 from benchmarks.speed import MaskedDense
 from graphwire import WiredGraph
-from graphwire.export import CompiledGraph
+from graphwire.lowering import CompiledGraph
 from graphwire.training import init_distributed
 
 #: Where the recorded copy of the demo's results lives in the repository.

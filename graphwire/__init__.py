@@ -4,13 +4,17 @@ The flow of the package mirrors the flow of the method:
 
 1. :mod:`graphwire.graph` - channel graphs in ``edge_index`` form (``ChannelGraph``).
 2. :mod:`graphwire.wiring` - the top-k, wiring rules and the ``DNWOptimizer``.
-3. :mod:`graphwire.execution` - node operations, the reference executors, ``WiredGraph``.
+3. :mod:`graphwire.execution` - node operations, ``WiredGraph`` and its backends
+   (:mod:`graphwire.lowering` holds the dense lowering and the frozen module,
+   :mod:`graphwire.layers` the wired layers and ``sparsify``).
 4. :mod:`graphwire.training` - the training loop, checkpoints and data.
-5. :mod:`graphwire.export` - compiled inference modules and cost counting.
+5. :mod:`graphwire.export` - frozen inference modules (``compile``) and cost counting.
 """
 
 from graphwire.errors import (
     CheckpointError,
+    ConfigError,
+    GraphwireError,
     CycleError,
     DataError,
     EdgeIndexError,
@@ -18,9 +22,10 @@ from graphwire.errors import (
     ReachabilityError,
     SelectionError,
 )
-from graphwire.execution import ODESolver, WiredGraph
+from graphwire.execution import WiredGraph
 from graphwire.export import compile, count
 from graphwire.graph import ChannelGraph
+from graphwire.lowering import ODESolver
 from graphwire.training import OptimizerConfig, ScheduleConfig, TrainConfig, Trainer
 from graphwire.wiring import DNWOptimizer
 
@@ -33,7 +38,9 @@ __all__ = [
     "ODESolver",
     "compile",
     "count",
+    "GraphwireError",
     "GraphError",
+    "ConfigError",
     "EdgeIndexError",
     "CycleError",
     "ReachabilityError",

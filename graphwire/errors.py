@@ -17,8 +17,16 @@ __all__ = [
 ]
 
 
-class GraphError(ValueError):
+class GraphwireError(ValueError):
     """Base class of every graphwire exception (a :class:`ValueError`)."""
+
+
+class GraphError(GraphwireError):
+    """A graph problem."""
+
+
+class ConfigError(GraphwireError):
+    """A configuration value is invalid."""
 
 
 class EdgeIndexError(GraphError):

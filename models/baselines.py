@@ -23,7 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from graphwire import GraphError, WiredGraph
-from graphwire.execution import SharedBudget, WiredLayer
+from graphwire.layers import WiredLayer
+from graphwire.wiring import SharedBudget
 from graphwire.wiring import Frozen
 
 __all__ = ["fine_tune_from", "lottery_ticket", "freeze_masks"]

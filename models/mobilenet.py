@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphwire import WiredGraph
-from graphwire.execution import DepthwiseConv, WiredLinear
+from graphwire.execution import DepthwiseConv
+from graphwire.layers import WiredLinear
 from graphwire.graph import layered_dag
 from graphwire.wiring import WiringRule, make_rule
 from models._common import seeded

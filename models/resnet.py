@@ -1,7 +1,7 @@
 """ResNet-50 (v1.5) and a small CIFAR ResNet, sparse-trained with per-weight selection.
 
 Both are plain ResNets turned into wired networks by
-:func:`graphwire.execution.sparsify`: every convolution and the classifier become wired
+:func:`graphwire.layers.sparsify`: every convolution and the classifier become wired
 layers at a uniform per-layer rate (the paper's ResNet-50 runs), batch norms stay dense.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from graphwire import GraphError
-from graphwire.execution import sparsify
+from graphwire.layers import sparsify
 from graphwire.wiring import WiringRule
 from models._common import budget_kwargs, seeded
 from models.registry import register_model

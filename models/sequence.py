@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from graphwire import ChannelGraph, GraphError
-from graphwire.execution import SharedBudget, WiredLinear
+from graphwire.layers import WiredLinear
+from graphwire.wiring import SharedBudget
 from graphwire.wiring import WiringRule
 from models._common import budget_kwargs, seeded
 from models.registry import register_model

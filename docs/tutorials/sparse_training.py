@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import nn
 
 import graphwire
-from graphwire.execution import sparsify
+from graphwire.layers import sparsify
 from graphwire.training import OptimizerConfig, ScheduleConfig, TrainConfig, Trainer, load_digits
 
 
@@ -38,7 +38,7 @@ def existing_network(width: int = 32) -> nn.Module:
 def describe_layers(model: nn.Module) -> None:
     """Print how many weights each wired layer keeps."""
     for name, module in model.named_modules():
-        if isinstance(module, graphwire.execution.WiredLayer):
+        if isinstance(module, graphwire.layers.WiredLayer):
             kept, total = int(module.edge_mask.sum()), module.edge_mask.numel()
             print(f"    {name:>3} {type(module).__name__:<12} keeps {kept:6d} of {total:6d}")
 

@@ -1,19 +1,9 @@
-"""Execution: node operations, the reference message-passing executors, ``WiredGraph``.
+"""Execution: node operations, ``WiredGraph`` and its reference backend.
 
 The third stage of graphwire's flow: graph -> wiring rule -> **execution** -> training
 -> export.
 """
 
-from graphwire.execution.layers import (
-    SPARSIFY_SCOPES,
-    SharedBudget,
-    WiredConv1d,
-    WiredConv2d,
-    WiredConv3d,
-    WiredLayer,
-    WiredLinear,
-    sparsify,
-)
 from graphwire.execution.node_ops import (
     NODE_OPS,
     Activation,
@@ -23,19 +13,12 @@ from graphwire.execution.node_ops import (
     NodeOp,
     make_node_op,
 )
-from graphwire.execution.reference import (
-    EXECUTORS,
-    ContinuousExecutor,
-    DagExecutor,
-    DiscreteExecutor,
-    ODESolver,
-    ReferenceExecutor,
-    propagate,
-)
-from graphwire.execution.wired import SCOPES, WiredGraph
+from graphwire.execution.reference import ReferenceExecutor, propagate
+from graphwire.execution.wired import BACKENDS, SCOPES, WiredGraph
 
 __all__ = [
     "WiredGraph",
+    "BACKENDS",
     "SCOPES",
     "NodeOp",
     "Identity",
@@ -44,19 +27,6 @@ __all__ = [
     "GroupedNodeOp",
     "NODE_OPS",
     "make_node_op",
-    "ODESolver",
     "ReferenceExecutor",
-    "DagExecutor",
-    "DiscreteExecutor",
-    "ContinuousExecutor",
-    "EXECUTORS",
     "propagate",
-    "WiredLayer",
-    "WiredLinear",
-    "WiredConv1d",
-    "WiredConv2d",
-    "WiredConv3d",
-    "SharedBudget",
-    "sparsify",
-    "SPARSIFY_SCOPES",
 ]

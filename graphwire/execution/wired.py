@@ -9,19 +9,26 @@ import torch
 from torch import Tensor, nn
 
 from graphwire._utils import choose, describe
-from graphwire.errors import GraphError, SelectionError
+from graphwire.errors import ConfigError, GraphError, SelectionError
 from graphwire.execution.node_ops import NodeOpSpec, make_node_op
-from graphwire.execution.reference import EXECUTORS, ODESolver
+from graphwire.execution.reference import ReferenceExecutor
 from graphwire.graph.channel_graph import MODES, ChannelGraph
-from graphwire.wiring.rules import WiringRule, make_rule, replace_mask
+from graphwire.lowering import AUTO_MAX_FILL, DenseExecutor, ODESolver, check_features
+from graphwire.wiring.budget import SharedBudget
+from graphwire.wiring.module import WiredModule
+from graphwire.wiring.rules import WiringRule, make_rule
 
-__all__ = ["WiredGraph", "SCOPES"]
+__all__ = ["WiredGraph", "SCOPES", "BACKENDS"]
 
 #: Scopes of the top-k: one budget over the whole graph, or one per node group.
 SCOPES = ("global", "group")
 
+#: Execution backends: ``"auto"`` picks ``"dense"`` unless the candidate set is far
+#: sparser than its dense blocks (see :data:`~graphwire.lowering.AUTO_MAX_FILL`).
+BACKENDS = ("auto", "dense", "reference")
 
-class WiredGraph(nn.Module):
+
+class WiredGraph(WiredModule):
     """A network whose wiring is learned: ``Z_v = f_v(sum over selected (u, v) of w_uv Z_u)``.
 
     The module holds one edge-weight parameter ``weight`` of shape ``[E]`` and a boolean
@@ -29,6 +36,14 @@ class WiredGraph(nn.Module):
     ``edge_index`` exactly as given. The forward pass uses the selected edges only; with
     ``rule="dnw"`` every candidate edge still receives the straight-through gradient
     ``<Z_u, dL/dI_v>``, and :class:`~graphwire.DNWOptimizer` re-selects after each step.
+
+    Two backends run the same network. ``"dense"`` (the default through ``"auto"``)
+    scatters the effective weights into a few dense blocks at every call and mixes node
+    features with matrix products, in training and in inference
+    (:class:`~graphwire.lowering.DenseExecutor`). ``"reference"`` is message passing over
+    ``edge_index``, the clear and slow oracle the dense backend is tested against
+    (:class:`~graphwire.execution.ReferenceExecutor`). Outputs and every gradient agree
+    to rounding; switch with ``net.backend = "reference"``.
 
     Args:
         graph: The candidate edges, inputs, outputs and groups.
@@ -55,6 +70,7 @@ class WiredGraph(nn.Module):
             which keeps the variance of ``I_v`` near that of ``Z_u``.
         seed: Seed for the edge weights and a random rule's graph; ``None`` uses torch's
             global generator.
+        backend: ``"auto"`` (default), ``"dense"`` or ``"reference"``; see above.
 
     Example:
         >>> import torch
@@ -82,16 +98,34 @@ class WiredGraph(nn.Module):
         input_op: NodeOpSpec = "identity",
         init_scale: float | None = None,
         seed: int | None = None,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if not isinstance(graph, ChannelGraph):
             raise GraphError(f"graph must be a graphwire.ChannelGraph; got {describe(graph)}.")
         choose("mode", mode, MODES, GraphError)
         choose("scope", scope, dict.fromkeys(SCOPES), SelectionError)
+        choose("backend", backend, dict.fromkeys(BACKENDS), ConfigError)
         graph.validate(mode=mode)
         self.graph, self.mode, self.scope = graph, mode, scope
-        self.rule = make_rule(rule)
+        if mode == "discrete" and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
+            raise ConfigError(f"steps must be a positive int for mode='discrete'; got {steps!r}.")
+        self.steps = steps
+        self.solver = ODESolver(**solver) if isinstance(solver, Mapping) else solver or ODESolver()
+        if not isinstance(self.solver, ODESolver):
+            raise ConfigError(
+                f"solver must be a graphwire.ODESolver or a dict of its fields; got "
+                f"{describe(solver)}."
+            )
         generator = None if seed is None else torch.Generator().manual_seed(seed)
+
+        self.node_op = make_node_op(node_op, graph.num_nodes, graph.group_names, graph.group_id)
+        self.input_op = make_node_op(input_op, graph.num_nodes, graph.group_names, graph.group_id)
+        self.register_buffer("inputs", graph.inputs.clone(), persistent=False)
+        self.register_buffer("edge_index", graph.edge_index.clone())
+        self.dense = DenseExecutor(graph, mode)
+        self.reference = ReferenceExecutor(graph, mode)
+        self.backend = backend
 
         # Scopes of the top-k: the edge indices of each scope, computed once.
         if scope == "group":
@@ -102,53 +136,67 @@ class WiredGraph(nn.Module):
                 )
             order = torch.argsort(graph.edge_group, stable=True)
             sizes = torch.bincount(graph.edge_group, minlength=len(graph.group_names)).tolist()
-            self._members: list[Tensor] | None = list(order.split(sizes))
+            scopes: list[Tensor] | None = list(order.split(sizes))
             names = list(graph.group_names)
         else:
-            self._members, sizes, names = None, [graph.num_edges], ["graph"]
-        self.budget = self.rule.budget(sizes, k=k, density=density, names=names)
-
-        self.node_op = make_node_op(node_op, graph.num_nodes, graph.group_names, graph.group_id)
-        self.input_op = make_node_op(input_op, graph.num_nodes, graph.group_names, graph.group_id)
-        if mode == "discrete":
-            self.executor = EXECUTORS[mode](graph, steps=steps)
-        elif mode == "continuous":
-            solver = ODESolver(**solver) if isinstance(solver, Mapping) else solver
-            self.executor = EXECUTORS[mode](graph, solver=solver)
-        else:
-            self.executor = EXECUTORS[mode](graph)
-        self.register_buffer("edge_index", graph.edge_index.clone())
-
-        kept, targets = sum(self.budget), int((graph.in_degree > 0).sum())
+            scopes, names = None, ["graph"]
+        # the initial scale needs the budget before the weights exist
+        rule = make_rule(rule)
+        sizes = [graph.num_edges] if scopes is None else [s.numel() for s in scopes]
+        kept_per_scope = rule.budget(sizes, k=k, density=density, names=names)
+        kept, targets = sum(kept_per_scope), int((graph.in_degree > 0).sum())
         self.init_scale = float(init_scale) if init_scale else (targets / max(kept, 1)) ** 0.5
         weight = torch.rand(graph.num_edges, generator=generator, dtype=torch.get_default_dtype())
         self.weight = nn.Parameter((2 * weight - 1) * self.init_scale)
         self.register_buffer("edge_mask", torch.zeros(graph.num_edges, dtype=torch.bool))
-        self.rule.setup(self)
-        with torch.no_grad():
-            self.edge_mask.copy_(
-                self.rule.initial_mask(self, self.budget, self._members, generator)
-            )
+        self.shared_budget: SharedBudget | None = None
+        SharedBudget(
+            [self],
+            rule=rule,
+            k=k,
+            density=density,
+            scopes=scopes,
+            scope_names=names,
+            generator=generator,
+        )
 
     # ------------------------------------------------------------------ wiring
-    def mask(self) -> Tensor:
-        """The selected edges: a boolean ``[E]`` aligned with ``edge_index``."""
-        return self.edge_mask
+    @property
+    def budget(self) -> list[int]:
+        """Edges kept per scope of the top-k (one entry for ``scope="global"``)."""
+        return self.shared_budget.counts
 
-    def effective_weight(self) -> Tensor:
-        """The ``[E]`` weights the forward pass uses (zero for unselected edges)."""
-        return self.rule.effective_weight(self, self.weight, self.edge_mask)
+    @property
+    def backend(self) -> str:
+        """The backend the forward pass runs: ``"dense"`` or ``"reference"``.
 
-    @torch.no_grad()
-    def reselect(self) -> tuple[int, int]:
-        """Re-select the edges by the rule; return ``(edges swapped in, edges swapped out)``.
-
-        Rules that do not re-select (random, complete, frozen) keep their mask and return
-        ``(0, 0)``.
+        Set it to ``"auto"``, ``"dense"`` or ``"reference"``; ``"auto"`` resolves to
+        ``"dense"`` unless the dense blocks would hold more than
+        :data:`~graphwire.lowering.AUTO_MAX_FILL` entries per candidate edge.
         """
-        if not self.rule.reselects:
-            return 0, 0
-        return replace_mask(self.edge_mask, self.rule.select(self, self.budget, self._members))
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        choose("backend", value, dict.fromkeys(BACKENDS), ConfigError)
+        if value == "auto":
+            fill = self.dense.layout.size / max(self.graph.num_edges, 1)
+            value = "dense" if fill <= AUTO_MAX_FILL else "reference"
+        self._backend = value
+
+    @property
+    def executor(self) -> nn.Module:
+        """The executor of the current backend."""
+        return self.dense if self._backend == "dense" else self.reference
+
+    @property
+    def nfe(self) -> int:
+        """Function evaluations of continuous-time passes so far (both backends); settable."""
+        return self.dense.nfe + self.reference.nfe
+
+    @nfe.setter
+    def nfe(self, value: int) -> None:
+        self.dense.nfe, self.reference.nfe = int(value), 0
 
     @torch.no_grad()
     def unfed_nodes(self) -> Tensor:
@@ -185,19 +233,6 @@ class WiredGraph(nn.Module):
         graph.edge_weight = self.weight.detach().cpu()[mask].clone()
         return graph
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # A checkpoint carries the mask, and loading it restores the selection exactly.
-        # A state dict with weights but no mask (e.g. from another tool) selects on load.
-        had_mask = prefix + "edge_mask" in state_dict
-        # nn.Module by name: compiled modules borrow this method, so no zero-argument super()
-        nn.Module._load_from_state_dict(self, state_dict, prefix, *args, **kwargs)
-        if not had_mask and self.rule.reselects and prefix + "weight" in state_dict:
-            missing_keys = args[2] if len(args) > 2 else kwargs["missing_keys"]
-            with torch.no_grad():
-                self.edge_mask.copy_(self.rule.select(self, self.budget, self._members))
-            if prefix + "edge_mask" in missing_keys:
-                missing_keys.remove(prefix + "edge_mask")
-
     # ------------------------------------------------------------------ execution
     def forward(self, x: Tensor) -> Tensor:
         """Run the network.
@@ -208,17 +243,13 @@ class WiredGraph(nn.Module):
         Returns:
             The output nodes' features, ``[B, n_outputs, ...]``, outputs in index order.
         """
-        n_in = self.graph.inputs.numel()
-        if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[1] != n_in:
-            raise GraphError(
-                f"x must have shape [B, n_inputs={n_in}] or [B, {n_in}, H, W]; got {describe(x)}."
-            )
-        z0 = self.input_op(x, self.executor.inputs)  # [B, n_in, *F]
+        check_features(x, self.inputs.numel(), self.weight, floating=self.weight.dtype)
+        z0 = self.input_op(x, self.inputs)  # [B, n_in, *F]
         return self.executor(z0, self)  # [B, n_out, *F]
 
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""
         return (
             f"{self.graph!r}, rule={self.rule!r}, mode={self.mode!r}, scope={self.scope!r}, "
-            f"kept={sum(self.budget)} of {self.graph.num_edges}"
+            f"kept={sum(self.budget)} of {self.graph.num_edges}, backend={self.backend!r}"
         )

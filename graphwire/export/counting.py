@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from graphwire._utils import describe
 from graphwire.errors import GraphError
-from graphwire.execution.layers import WiredLayer
+from graphwire.layers import WiredLayer
 from graphwire.execution.node_ops import Activation, DepthwiseConv, GroupedNodeOp, Identity
 from graphwire.execution.wired import WiredGraph
 
@@ -271,7 +271,7 @@ def _liveness(module: WiredGraph) -> tuple[Tensor, Tensor]:
 
 
 def _feature_shape(module: WiredGraph, x: Tensor) -> tuple[int, ...]:
-    return tuple(module.input_op(x[:1], module.executor.inputs).shape[2:])
+    return tuple(module.input_op(x[:1], module.inputs).shape[2:])
 
 
 def _wired_graph_cost(module: WiredGraph, inputs: tuple, output: Tensor, nfe: int = 1):
@@ -283,7 +283,7 @@ def _wired_graph_cost(module: WiredGraph, inputs: tuple, output: Tensor, nfe: in
     stepped = ~is_input
     if module.mode != "dag":
         stepped |= is_input & (graph.in_degree > 0)
-    passes = {"dag": 1, "discrete": getattr(module.executor, "steps", 1)}.get(module.mode, nfe)
+    passes = {"dag": 1, "discrete": module.steps}.get(module.mode, nfe)
     per_pass: dict[str, tuple[int, int]] = {}
     edges = int(module.edge_mask.sum())
     _merge(per_pass, {"edges": (edges, edges * math.prod(shape))})

@@ -4,6 +4,8 @@ The second stage of graphwire's flow: graph -> **wiring rule** -> execution -> t
 -> export.
 """
 
+from graphwire.wiring.budget import SharedBudget
+from graphwire.wiring.module import WiredModule
 from graphwire.wiring.optimizer import DNWOptimizer, Rewirable
 from graphwire.wiring.rules import (
     DNW,
@@ -37,4 +39,6 @@ __all__ = [
     "replace_mask",
     "DNWOptimizer",
     "Rewirable",
+    "WiredModule",
+    "SharedBudget",
 ]

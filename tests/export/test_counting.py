@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from graphwire import GraphError, WiredGraph, count
-from graphwire.execution import WiredConv2d
+from graphwire.layers import WiredConv2d
 from graphwire.graph import bipartite, complete_digraph, layered_dag
 from models import create_model
 

@@ -10,7 +10,7 @@ from torch import nn
 import graphwire
 import models
 from graphwire import DNWOptimizer, GraphError, WiredGraph
-from graphwire.execution import WiredLayer
+from graphwire.layers import WiredLayer
 from graphwire.wiring import TargetedDropout
 from models import create_model, list_models, model_defaults
 from models.baselines import fine_tune_from, lottery_ticket

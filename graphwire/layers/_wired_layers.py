@@ -10,14 +10,13 @@ so :class:`~graphwire.DNWOptimizer` trains them unchanged.
 
 :func:`sparsify` turns the ``Conv`` and ``Linear`` layers of any existing network into
 wired layers, with one budget per layer (a uniform rate, the paper's ResNet-50 runs) or
-one global top-k over all of them (:class:`SharedBudget`).
+one global top-k over all of them (:class:`~graphwire.wiring.SharedBudget`).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +25,9 @@ from torch import Tensor, nn
 from graphwire._utils import choose, describe
 from graphwire.errors import GraphError, SelectionError
 from graphwire.graph.channel_graph import ChannelGraph
-from graphwire.wiring.rules import WiringRule, make_rule, replace_mask
+from graphwire.wiring.budget import SharedBudget
+from graphwire.wiring.module import WiredModule
+from graphwire.wiring.rules import WiringRule, make_rule
 from graphwire.wiring.topk import resolve_budget
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
     "WiredConv1d",
     "WiredConv2d",
     "WiredConv3d",
-    "SharedBudget",
     "sparsify",
     "SPARSIFY_SCOPES",
 ]
@@ -44,105 +44,7 @@ __all__ = [
 SPARSIFY_SCOPES = ("layer", "global")
 
 
-class _FlatView:
-    """What a wiring rule sees of a budget's layers: their weights as one flat ``[E]`` vector.
-
-    Rules rank edges by ``rule.scores(module)`` (``|module.weight|`` by default); this
-    view lets one rule and one top-k act on several layers of different shapes.
-    """
-
-    def __init__(self, layers: Sequence[WiredLayer]):
-        self.layers = list(layers)
-        self.weight = torch.cat([layer.weight.detach().reshape(-1) for layer in self.layers])
-        self.training = any(layer.training for layer in self.layers)
-
-
-class SharedBudget:
-    """One edge budget, and one top-k, over the weights of one or more wired layers.
-
-    Every wired layer belongs to exactly one budget (its ``shared_budget``). A layer built
-    on its own gets a budget of its own; :func:`sparsify` with ``scope="global"`` puts
-    all layers in one, so the ``k`` largest ``|w|`` are kept *across* layers.
-    :class:`~graphwire.DNWOptimizer` re-selects each budget once per step.
-
-    Args:
-        layers: The wired layers sharing the budget.
-        rule: A wiring rule name or instance; every layer of the budget uses it.
-        k: Weights to keep in total.
-        density: Fraction of the layers' weights to keep, instead of ``k``.
-        seed: Seed of a random rule's draw; ``None`` uses torch's global generator.
-
-    Attributes:
-        k: Weights kept in total.
-        layers: The layers, in the order their weights are concatenated.
-
-    Example:
-        >>> import torch
-        >>> from graphwire.execution import SharedBudget, WiredLinear
-        >>> a, b = WiredLinear(4, 4, density=1.0), WiredLinear(4, 2, density=1.0)
-        >>> shared = SharedBudget([a, b], density=0.25)
-        >>> shared.k, int(a.edge_mask.sum() + b.edge_mask.sum())
-        (6, 6)
-    """
-
-    def __init__(
-        self,
-        layers: Iterable[WiredLayer],
-        *,
-        rule: str | WiringRule = "dnw",
-        k: int | None = None,
-        density: float | None = None,
-        seed: int | None = None,
-    ) -> None:
-        self.layers = list(layers)
-        if not self.layers or not all(isinstance(m, WiredLayer) for m in self.layers):
-            raise GraphError(
-                f"layers must be a non-empty list of wired layers (WiredLinear, WiredConv2d, "
-                f"...); got {[type(m).__name__ for m in self.layers]}."
-            )
-        self.rule = make_rule(rule)
-        total = sum(layer.weight.numel() for layer in self.layers)
-        self.k = self.rule.budget([total], k=k, density=density)[0]
-        for layer in self.layers:
-            layer.rule, layer.shared_budget = self.rule, self
-            self.rule.setup(layer)
-        generator = None if seed is None else torch.Generator().manual_seed(seed)
-        flat = self.rule.initial_mask(_FlatView(self.layers), [self.k], None, generator)
-        self._assign(flat)
-
-    def _split(self, flat: Tensor) -> list[Tensor]:
-        sizes = [layer.weight.numel() for layer in self.layers]
-        return [
-            part.view(layer.weight.shape)
-            for part, layer in zip(flat.reshape(-1).split(sizes), self.layers)
-        ]
-
-    @torch.no_grad()
-    def _assign(self, flat: Tensor) -> dict[nn.Module, tuple[int, int]]:
-        swaps = {}
-        for layer, new in zip(self.layers, self._split(flat)):
-            swaps[layer] = replace_mask(layer.edge_mask, new)
-        return swaps
-
-    def select(self) -> list[Tensor]:
-        """The masks the rule selects now, one per layer (the layers are not changed)."""
-        return self._split(self.rule.select(_FlatView(self.layers), [self.k], None))
-
-    @torch.no_grad()
-    def reselect(self) -> dict[nn.Module, tuple[int, int]]:
-        """Re-select the edges of every layer; return ``{layer: (added, removed)}``."""
-        if not self.rule.reselects:
-            return {layer: (0, 0) for layer in self.layers}
-        return self._assign(self.rule.select(_FlatView(self.layers), [self.k], None))
-
-    def __repr__(self) -> str:
-        total = sum(layer.weight.numel() for layer in self.layers)
-        return (
-            f"SharedBudget(layers={len(self.layers)}, kept={self.k} of {total}, rule={self.rule!r})"
-        )
-
-
-class WiredLayer(nn.Module):
+class WiredLayer(WiredModule):
     """Base of the wired layers: a dense layer's ``weight`` plus a same-shape ``edge_mask``.
 
     It satisfies :class:`~graphwire.wiring.Rewirable`. Subclasses are also subclasses of
@@ -151,7 +53,7 @@ class WiredLayer(nn.Module):
 
     Attributes:
         rule: The wiring rule (shared by every layer of ``shared_budget``).
-        shared_budget: The :class:`SharedBudget` this layer's selection belongs to.
+        shared_budget: The :class:`~graphwire.wiring.SharedBudget` this layer's selection belongs to.
     """
 
     weight: Tensor
@@ -182,29 +84,6 @@ class WiredLayer(nn.Module):
             if self.bias is not None:
                 bound = 1 / math.sqrt(self.weight[0].numel()) if self.weight[0].numel() else 0
                 nn.init.uniform_(self.bias, -bound, bound, generator=generator)
-
-    # ------------------------------------------------------------------ wiring
-    def mask(self) -> Tensor:
-        """The selected weights: a boolean tensor of ``weight``'s shape."""
-        return self.edge_mask
-
-    def effective_weight(self) -> Tensor:
-        """The weights the forward pass uses (zero where unselected)."""
-        return self.rule.effective_weight(self, self.weight, self.edge_mask)
-
-    @torch.no_grad()
-    def reselect(self) -> tuple[int, int]:
-        """Re-select by the rule; return ``(weights swapped in, weights swapped out)``.
-
-        With a budget shared by several layers this re-selects all of them (one top-k)
-        and returns this layer's swaps.
-        """
-        if self.shared_budget is None:
-            raise SelectionError(
-                "this wired layer has no budget yet; build it with k= or density=, or attach it "
-                "with SharedBudget([layer, ...], density=...)."
-            )
-        return self.shared_budget.reselect()[self]
 
     def _channel_shape(self) -> tuple[int, int, int]:
         """``(inputs, outputs, groups)`` of the channel graph."""
@@ -257,18 +136,6 @@ class WiredLayer(nn.Module):
             edge_weight=norms.cpu()[mask].clone(),
         )
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # A checkpoint carries the mask. Weights without a mask (a dense layer's state dict,
-        # e.g. pretrained weights) are loaded and then selected by the rule.
-        had_mask = prefix + "edge_mask" in state_dict
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        if not had_mask and prefix + "weight" in state_dict:
-            missing_keys = args[2] if len(args) > 2 else kwargs["missing_keys"]
-            if prefix + "edge_mask" in missing_keys:
-                missing_keys.remove(prefix + "edge_mask")
-            if self.shared_budget is not None and self.rule.reselects:
-                self.shared_budget.reselect()
-
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""
         base = super().extra_repr()
@@ -296,7 +163,7 @@ class WiredLinear(WiredLayer, nn.Linear):
 
     Example:
         >>> import torch
-        >>> from graphwire.execution import WiredLinear
+        >>> from graphwire.layers import WiredLinear
         >>> layer = WiredLinear(8, 4, density=0.25, seed=0)
         >>> layer(torch.randn(2, 8)).shape, int(layer.edge_mask.sum())
         (torch.Size([2, 4]), 8)
@@ -350,7 +217,7 @@ _CONV_DOC = """A ``{dense}`` whose kernel weights are selected by a wiring rule.
 
     Example:
         >>> import torch
-        >>> from graphwire.execution import {name}
+        >>> from graphwire.layers import {name}
         >>> layer = {name}(4, 8, 3, padding=1, density=0.1, seed=0)
         >>> int(layer.edge_mask.sum()) == round(0.1 * layer.weight.numel())
         True
@@ -384,7 +251,7 @@ def _make_conv(name: str, dense_cls: type[nn.Module]) -> type[_WiredConv]:
     return type(
         name,
         (_WiredConv, dense_cls),
-        {"__init__": __init__, "__doc__": doc, "__module__": __name__},
+        {"__init__": __init__, "__doc__": doc, "__module__": "graphwire.layers"},
     )
 
 
@@ -436,7 +303,7 @@ def sparsify(
         k: Weights to keep in total, instead of ``density`` (split over layers in
             proportion to their sizes with ``scope="layer"``).
         scope: ``"layer"``: one top-k per layer, a uniform rate (the paper's ResNet-50);
-            ``"global"``: one top-k over all converted layers (:class:`SharedBudget`).
+            ``"global"``: one top-k over all converted layers (:class:`~graphwire.wiring.SharedBudget`).
             A global top-k by ``|w|`` favours layers whose weights start larger.
         keep_first_dense: Leave the first ``Linear``/``Conv`` layer (in module order)
             dense.
@@ -453,7 +320,7 @@ def sparsify(
     Example:
         >>> import torch
         >>> from torch import nn
-        >>> from graphwire.execution import sparsify
+        >>> from graphwire.layers import sparsify
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4))
         >>> _ = net(torch.randn(1, 3, 6, 6))
         >>> sparse = sparsify(net, density=0.2, keep_first_dense=True)

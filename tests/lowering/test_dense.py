@@ -1,4 +1,4 @@
-"""Train-mode compiled modules against the reference executors: outputs and gradients."""
+"""The dense backend against the reference backend: outputs and every [E] gradient."""
 
 import copy
 
@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 import graphwire
-from graphwire import DNWOptimizer, GraphError, ODESolver, WiredGraph
+from graphwire import ConfigError, DNWOptimizer, GraphError, ODESolver, WiredGraph
 from graphwire.errors import ReachabilityError
-from graphwire.execution.compiled import CompiledContinuous, CompiledDag, CompiledDiscrete
+from graphwire.lowering import DenseExecutor
 from graphwire.graph import ChannelGraph, complete_digraph, layered_dag
 from graphwire.wiring import Frozen
 
@@ -76,7 +76,9 @@ def random_net(seed, mode, dtype=torch.float64, images=False):
     return net, x
 
 
-def grads(net, x, target):
+def grads(net, x, target, backend=None):
+    if backend is not None:
+        net.backend = backend
     for p in net.parameters():
         p.grad = None
     y = net(x)
@@ -91,10 +93,10 @@ def test_random_graphs_match_reference_outputs_and_all_gradients(mode, chunk):
     hallucinated = 0
     for seed in range(chunk * 50, chunk * 50 + 50):
         net, x = random_net(seed, mode, images=seed % 3 == 0)
-        fast = graphwire.compile(net)
+        assert net.backend == "dense"  # the default for every graph of this sweep
         target = torch.randn_like(net(x))
-        y_ref, g_ref = grads(net, x, target)
-        y_fast, g_fast = grads(fast, x, target)
+        y_ref, g_ref = grads(net, x, target, "reference")
+        y_fast, g_fast = grads(net, x, target, "dense")
         torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=1e-10)
         for a, b in zip(g_fast, g_ref):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
@@ -107,31 +109,35 @@ def test_random_graphs_match_reference_outputs_and_all_gradients(mode, chunk):
 def test_random_graphs_float32_within_1e5(mode):
     for seed in range(1000, 1060):
         net, x = random_net(seed, mode, dtype=torch.float32, images=seed % 2 == 0)
-        fast = graphwire.compile(net)
-        torch.testing.assert_close(fast(x), net(x), rtol=1e-5, atol=1e-5)
+        target = torch.randn_like(net(x))
+        y_ref, g_ref = grads(net, x, target, "reference")
+        y_fast, g_fast = grads(net, x, target, "dense")
+        torch.testing.assert_close(y_fast, y_ref, rtol=1e-5, atol=1e-5)
+        for a, b in zip(g_fast, g_ref):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_compiled_shares_parameters_and_state_dict_keys():
+def test_state_dict_keys_are_those_of_graphwire_0_1():
+    """Checkpoints saved before the backends existed load unchanged: same keys, no more."""
     net = WiredGraph(layered_dag([3, 6, 2]), node_op="relu", density=0.5, seed=0)
-    fast = graphwire.compile(net)
-    assert fast.weight is net.weight and fast.edge_mask is net.edge_mask
-    assert [id(p) for p in fast.parameters()] == [id(p) for p in net.parameters()]
-    assert set(fast.state_dict()) == set(net.state_dict())
+    assert set(net.state_dict()) == {"weight", "edge_mask", "edge_index", "node_op.bias"}
     other = WiredGraph(layered_dag([3, 6, 2]), node_op="relu", density=0.5, seed=5)
-    other.load_state_dict(fast.state_dict())
+    other.load_state_dict(net.state_dict())
     x = torch.randn(4, 3)
-    torch.testing.assert_close(other(x), fast(x))
+    torch.testing.assert_close(other(x), net(x))
+    assert torch.equal(other.edge_mask, net.edge_mask)
 
 
 @pytest.mark.parametrize("mode", ["dag", "discrete", "continuous"])
-def test_dnw_optimizer_trains_compiled_exactly_like_reference(mode):
+def test_dnw_optimizer_trains_dense_exactly_like_reference(mode):
     """Same data, same SGD with momentum: identical weights, masks and swaps step by step."""
     g = layered_dag([4, 8, 8, 3]) if mode == "dag" else complete_digraph(10, inputs=4, outputs=3)
     kw = {"solver": ODESolver(method="rk4", options={"step_size": 0.5})}
     kw = kw if mode == "continuous" else {}
     ref = WiredGraph(g, node_op="tanh", mode=mode, density=0.2, seed=1, **kw).double()
-    twin = copy.deepcopy(ref)
-    fast = graphwire.compile(twin)
+    ref.backend = "reference"
+    twin = fast = copy.deepcopy(ref)
+    fast.backend = "dense"
     opts = [
         DNWOptimizer(m, torch.optim.SGD(m.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-4))
         for m in (ref, fast)
@@ -149,42 +155,47 @@ def test_dnw_optimizer_trains_compiled_exactly_like_reference(mode):
     assert opts[0].swaps_total == opts[1].swaps_total > 0
 
 
-def test_no_grad_cache_follows_weight_and_selection_changes():
+def test_no_grad_forward_follows_weight_and_selection_changes():
     net = WiredGraph(layered_dag([3, 5, 2]), node_op="tanh", density=0.5, seed=0).double()
-    fast = graphwire.compile(net)
+    ref = copy.deepcopy(net)
+    ref.backend = "reference"
     x = torch.randn(4, 3, dtype=torch.float64)
     with torch.no_grad():
-        first = fast(x)
-        assert fast.blocks() is fast.blocks()  # cached while nothing changes
-        net.weight.mul_(-2.0)
-        torch.testing.assert_close(fast(x), net(x), rtol=0, atol=1e-12)
-        assert not torch.allclose(fast(x), first)
-        net.edge_mask.copy_(~net.edge_mask)
-        torch.testing.assert_close(fast(x), net(x), rtol=0, atol=1e-12)
+        first = net(x)
+        for m in (net, ref):
+            m.weight.mul_(-2.0)
+        torch.testing.assert_close(net(x), ref(x), rtol=0, atol=1e-12)
+        assert not torch.allclose(net(x), first)
+        for m in (net, ref):
+            m.edge_mask.copy_(~m.edge_mask)
+        torch.testing.assert_close(net(x), ref(x), rtol=0, atol=1e-12)
     with torch.inference_mode():
-        torch.testing.assert_close(fast(x), net(x), rtol=0, atol=1e-12)
+        torch.testing.assert_close(net(x), ref(x), rtol=0, atol=1e-12)
 
 
 def test_layered_blocks_cover_only_candidate_rectangles():
     g = layered_dag([32, 192, 192, 192, 192])
-    fast = graphwire.compile(WiredGraph(g, node_op="relu", k=32000, seed=0))
-    assert isinstance(fast, CompiledDag)
-    assert fast.flat_size == g.num_edges  # exactly the candidates, not 800 x 800
+    net = WiredGraph(g, node_op="relu", k=32000, seed=0)
+    assert isinstance(net.executor, DenseExecutor)
+    assert net.dense.layout.size == g.num_edges  # exactly the candidates, not 800 x 800
     assert g.num_edges < 800 * 800 // 2
 
 
 def test_dynamic_modes_hold_inputs_and_count_evaluations():
     g = layered_dag([2, 3, 2])  # inputs have no incoming edges: they are held
     net = WiredGraph(g, node_op="identity", mode="discrete", steps=3, density=1.0).double()
-    fast = graphwire.compile(net)
-    assert isinstance(fast, CompiledDiscrete) and fast.nh == 2
+    assert net.dense.layout.nh == 2
     x = torch.randn(4, 2, dtype=torch.float64)
-    torch.testing.assert_close(fast(x), net(x), rtol=0, atol=1e-12)
+    y = net(x)
+    net.backend = "reference"
+    torch.testing.assert_close(y, net(x), rtol=0, atol=1e-12)
     cont = WiredGraph(complete_digraph(5, inputs=2, outputs=2), mode="continuous", density=0.5)
-    fast = graphwire.compile(cont)
-    assert isinstance(fast, CompiledContinuous)
-    fast(torch.randn(3, 2))
-    assert fast.nfe > 0
+    assert cont.nfe == 0
+    cont(torch.randn(3, 2))
+    dense_nfe = cont.nfe
+    cont.backend = "reference"
+    cont(torch.randn(3, 2))
+    assert dense_nfe > 0 and cont.nfe > dense_nfe
 
 
 @pytest.mark.parametrize("adjoint", [False, True])
@@ -195,23 +206,54 @@ def test_continuous_adaptive_solver_gradients_match(adjoint):
     net = net.double()
     x = torch.randn(3, 2, dtype=torch.float64)
     target = torch.randn(3, 2, dtype=torch.float64)
-    y_ref, g_ref = grads(net, x, target)
-    y_fast, g_fast = grads(graphwire.compile(net), x, target)
+    y_ref, g_ref = grads(net, x, target, "reference")
+    y_fast, g_fast = grads(net, x, target, "dense")
     torch.testing.assert_close(y_fast, y_ref, rtol=1e-8, atol=1e-9)
     for a, b in zip(g_fast, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
 
 
-def test_model_holding_wired_graphs_shares_everything():
+def test_compile_train_is_a_harmless_alias():
     wired = WiredGraph(layered_dag([4, 6, 3]), node_op="relu", density=0.5, seed=0)
     model = nn.Sequential(nn.Linear(5, 4), wired, nn.Flatten())
-    fast = graphwire.compile(model)
-    assert fast is not model and isinstance(fast[1], CompiledDag) and fast[0] is model[0]
-    assert [id(p) for p in fast.parameters()] == [id(p) for p in model.parameters()]
-    x = torch.randn(7, 5)
-    torch.testing.assert_close(fast(x), model(x))
-    opt = DNWOptimizer(fast, torch.optim.SGD(fast.parameters(), lr=0.1))
-    assert list(opt.wired.values()) == [fast[1]]
+    assert graphwire.compile(model, mode="train") is model
+    wired.backend = "reference"
+    with pytest.warns(UserWarning, match="backend='reference'"):
+        assert graphwire.compile(model, mode="train") is model
+    assert wired.backend == "dense"
+
+
+def test_auto_backend_falls_back_to_message_passing_on_very_sparse_candidates():
+    from graphwire.graph import erdos_renyi
+    from graphwire.lowering import AUTO_MAX_FILL, dense_fill
+
+    sparse = erdos_renyi(400, 0.005, inputs=10, outputs=5, seed=0, dag=False)
+    assert dense_fill(sparse, "discrete") > AUTO_MAX_FILL
+    net = WiredGraph(sparse, mode="discrete", density=0.5, seed=0)
+    assert net.backend == "reference"
+    net.backend = "dense"  # an explicit choice is kept
+    assert net.backend == "dense"
+    layered = WiredGraph(layered_dag([4, 8, 2]), density=0.5)
+    assert layered.backend == "dense"
+
+
+def test_errors_name_the_problem():
+    g = layered_dag([2, 3, 2])
+    net = WiredGraph(g, density=0.5)
+    with pytest.raises(ConfigError, match="backend='fast' is not known; expected one of 'auto'"):
+        WiredGraph(g, density=0.5, backend="fast")
+    with pytest.raises(ConfigError, match="backend='sparse' is not known"):
+        net.backend = "sparse"
+    with pytest.raises(GraphError, match=r"x must have shape \[B, n_inputs=2\]"):
+        net(torch.randn(3, 5))
+    with pytest.raises(GraphError, match="x must hold floating-point features.*torch.int64"):
+        net(torch.ones(3, 2, dtype=torch.long))
+    with pytest.raises(GraphError, match="x has dtype torch.float64 but the module's weights"):
+        net(torch.ones(3, 2, dtype=torch.float64))
+    with pytest.raises(GraphError, match="x is on meta but the module is on cpu"):
+        net(torch.ones(3, 2, device="meta"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net(torch.ones(3, 2, dtype=torch.bfloat16)).shape == (3, 2)
 
 
 def test_compile_errors_name_the_problem():
@@ -220,7 +262,7 @@ def test_compile_errors_name_the_problem():
         graphwire.compile(WiredGraph(g, rule=Frozen(torch.zeros(g.num_edges, dtype=torch.bool))))
     net = WiredGraph(g, density=0.5)
     with pytest.raises(
-        GraphError, match="mode='fast' is not known; expected one of 'eval', 'train'"
+        ConfigError, match="mode='fast' is not known; expected one of 'eval', 'train'"
     ):
         graphwire.compile(net, mode="fast")
     with pytest.raises(GraphError, match="already compiled"):
@@ -239,9 +281,8 @@ def test_cuda_matches_reference(mode):
     for seed in range(20):
         net, x = random_net(seed, mode, dtype=torch.float32, images=seed % 2 == 0)
         net, x = net.cuda(), x.cuda()
-        fast = graphwire.compile(net)
         target = torch.randn_like(net(x))
-        y_ref, g_ref = grads(net, x, target)
-        y_fast, g_fast = grads(fast, x, target)
+        y_ref, g_ref = grads(net, x, target, "reference")
+        y_fast, g_fast = grads(net, x, target, "dense")
         torch.testing.assert_close(y_fast, y_ref, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(g_fast[0], g_ref[0], rtol=1e-4, atol=1e-4)

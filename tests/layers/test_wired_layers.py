@@ -4,16 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from graphwire import DNWOptimizer, GraphError, SelectionError
-from graphwire.execution import (
-    SharedBudget,
-    WiredConv1d,
-    WiredConv2d,
-    WiredLayer,
-    WiredLinear,
-    sparsify,
-)
-from graphwire.wiring import Frozen, TargetedDropout
+from graphwire import ConfigError, DNWOptimizer, GraphError, SelectionError
+from graphwire.layers import WiredConv1d, WiredConv2d, WiredLayer, WiredLinear, sparsify
+from graphwire.wiring import Frozen, SharedBudget, TargetedDropout
 
 
 def small_net():
@@ -236,5 +229,5 @@ def test_errors_name_the_fix():
         WiredLinear(3, 3)
     with pytest.raises(SelectionError, match="takes no k or density"):
         SharedBudget([WiredLinear(3, 3, rule="complete")], rule="complete", density=0.5)
-    with pytest.raises(GraphError, match="wired layers"):
+    with pytest.raises(ConfigError, match="wired modules .* got \\['Linear'\\]"):
         SharedBudget([nn.Linear(3, 3)], density=0.5)

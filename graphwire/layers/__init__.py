@@ -1,0 +1,27 @@
+"""Wired layers: ``Linear`` and ``Conv`` layers whose weights a wiring rule selects, and ``sparsify``.
+
+A dense layer from ``C_in`` to ``C_out`` channels is a complete bipartite channel graph;
+a wired layer keeps its usual ``weight`` and adds a same-shape ``edge_mask`` selected by
+the same rules and top-k as :class:`~graphwire.WiredGraph`. :func:`sparsify` turns the
+layers of any existing network into wired ones.
+"""
+
+from graphwire.layers._wired_layers import (
+    SPARSIFY_SCOPES,
+    WiredConv1d,
+    WiredConv2d,
+    WiredConv3d,
+    WiredLayer,
+    WiredLinear,
+    sparsify,
+)
+
+__all__ = [
+    "WiredLayer",
+    "WiredLinear",
+    "WiredConv1d",
+    "WiredConv2d",
+    "WiredConv3d",
+    "sparsify",
+    "SPARSIFY_SCOPES",
+]

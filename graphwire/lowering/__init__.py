@@ -1,0 +1,64 @@
+"""Lowering: a wired graph as dense (and sparse) tensor operations, for training and inference.
+
+One room for everything that turns a channel graph into fast tensor code:
+
+- the layouts (:func:`dag_layout`, :func:`recurrent_layout`): where every node sits in
+  the dense blocks, shared by every path below;
+- :class:`DenseExecutor`: the default backend of :class:`~graphwire.WiredGraph`, which
+  trains and infers through dense blocks rebuilt from the edge weights at every call;
+- :class:`CompiledGraph`: the frozen inference module of ``graphwire.compile(mode="eval")``
+  (dead nodes removed, channels compacted, dense or sparse blocks by a cost model);
+- the continuous-time helper (:class:`~graphwire.ODESolver`, :func:`integrate`) and the
+  one input check (:func:`check_features`).
+"""
+
+from graphwire.lowering._checks import check_features
+from graphwire.lowering._dense import AUTO_MAX_FILL, DenseExecutor, dense_fill, mix
+from graphwire.lowering._dynamics import (
+    ADAPTIVE_METHODS,
+    FIXED_METHODS,
+    ODESolver,
+    held_dynamics,
+    integrate,
+)
+from graphwire.lowering._frozen import (
+    KERNELS,
+    SPARSE_MAX_DENSITY,
+    CompiledGraph,
+    DenseMix,
+    SparseMix,
+    sparse_kernel_available,
+)
+from graphwire.lowering._layout import (
+    DagLayout,
+    DagStep,
+    RecurrentLayout,
+    dag_layout,
+    dag_steps,
+    recurrent_layout,
+)
+
+__all__ = [
+    "DagStep",
+    "DagLayout",
+    "RecurrentLayout",
+    "dag_steps",
+    "dag_layout",
+    "recurrent_layout",
+    "DenseExecutor",
+    "mix",
+    "dense_fill",
+    "AUTO_MAX_FILL",
+    "CompiledGraph",
+    "DenseMix",
+    "SparseMix",
+    "KERNELS",
+    "SPARSE_MAX_DENSITY",
+    "sparse_kernel_available",
+    "ODESolver",
+    "ADAPTIVE_METHODS",
+    "FIXED_METHODS",
+    "integrate",
+    "held_dynamics",
+    "check_features",
+]

@@ -22,10 +22,8 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from graphwire import GraphError, WiredGraph
-from graphwire.layers import WiredLayer
-from graphwire.wiring import SharedBudget
-from graphwire.wiring import Frozen
+from graphwire import GraphError
+from graphwire.wiring import Frozen, SharedBudget, WiredModule
 
 __all__ = ["fine_tune_from", "lottery_ticket", "freeze_masks"]
 
@@ -53,19 +51,17 @@ def freeze_masks(model: nn.Module) -> nn.Module:
     """
     budgets: dict[int, SharedBudget] = {}
     for module in model.modules():
-        if isinstance(module, WiredGraph):
-            module.rule = Frozen(module.edge_mask.detach().cpu())
-        elif isinstance(module, WiredLayer) and module.shared_budget is not None:
+        if isinstance(module, WiredModule) and module.shared_budget is not None:
             budgets[id(module.shared_budget)] = module.shared_budget
     for budget in budgets.values():
-        mask = torch.cat([layer.edge_mask.detach().reshape(-1).cpu() for layer in budget.layers])
-        SharedBudget(budget.layers, rule=Frozen(mask))
+        mask = torch.cat([m.edge_mask.detach().reshape(-1).cpu() for m in budget.modules])
+        SharedBudget(budget.modules, rule=Frozen(mask))
     return model
 
 
 def _topk_of(trained: nn.Module, build: Callable[[], nn.Module]) -> nn.Module:
     model = build()
-    wired = [m for m in model.modules() if isinstance(m, (WiredGraph, WiredLayer))]
+    wired = [m for m in model.modules() if isinstance(m, WiredModule)]
     if not wired or not all(m.rule.reselects for m in wired):
         raise GraphError(
             "build must return a model whose wired modules select by magnitude (rule='dnw'), "

@@ -71,8 +71,8 @@ class WiredLayer(WiredModule):
         self.register_buffer(
             "edge_mask", torch.ones(shape, dtype=torch.bool, device=self.weight.device)
         )
-        self.rule = make_rule(rule)
         self.shared_budget: SharedBudget | None = None
+        self.rule = make_rule(rule)
         if attach:
             SharedBudget([self], rule=self.rule, k=k, density=density, seed=seed)
 

@@ -95,7 +95,7 @@ class SharedBudget:
         self.counts: list[int] = self.rule.budget(sizes, k=k, density=density, names=names)
         self.k = sum(self.counts)
         for module in self.modules:
-            module.rule, module.shared_budget = self.rule, self
+            module.shared_budget, module.rule = self, self.rule
             self.rule.setup(module)
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from graphwire.errors import SelectionError
+from graphwire.errors import ConfigError, SelectionError
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwire.graph.channel_graph import ChannelGraph
@@ -36,8 +36,24 @@ class WiredModule(nn.Module, abc.ABC):
 
     weight: Tensor
     edge_mask: Tensor
-    rule: WiringRule
     shared_budget: SharedBudget | None
+
+    @property
+    def rule(self) -> WiringRule:
+        """The wiring rule: the one of the module's budget, once it has one."""
+        budget = self.__dict__.get("shared_budget")
+        return budget.rule if budget is not None else self.__dict__["_rule"]
+
+    @rule.setter
+    def rule(self, value: WiringRule) -> None:
+        budget = self.__dict__.get("shared_budget")
+        if budget is not None and value is not budget.rule:
+            raise ConfigError(
+                f"the rule of a wired module is its budget's ({budget.rule!r}); to change it, "
+                "give the modules a new budget: SharedBudget(module.shared_budget.modules, "
+                "rule=...)."
+            )
+        self.__dict__["_rule"] = value
 
     def mask(self) -> Tensor:
         """The selected edges: a boolean tensor of ``weight``'s shape."""

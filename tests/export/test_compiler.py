@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import graphwire
-from graphwire import GraphError, ODESolver, ReachabilityError, WiredGraph
+from graphwire import ConfigError, GraphError, ODESolver, ReachabilityError, WiredGraph
 from graphwire.lowering import CompiledGraph, DenseMix, SparseMix
 from graphwire.lowering import _kernel
 from graphwire.graph import ChannelGraph, complete_digraph, layered_dag
@@ -240,7 +240,7 @@ def test_eval_errors_name_the_problem():
     mask[0] = True  # 0 -> 2 only: outputs 5 and 6 are cut off
     with pytest.raises(ReachabilityError, match=r"none of the 2 output nodes \(e.g. \[5, 6\]\)"):
         graphwire.compile(WiredGraph(g, rule=Frozen(mask)), mode="eval")
-    with pytest.raises(GraphError, match="kernel='csr' is not known"):
+    with pytest.raises(ConfigError, match="kernel='csr' is not known"):
         graphwire.compile(WiredGraph(g, density=1.0), mode="eval", kernel="csr")
     fast = graphwire.compile(WiredGraph(g, density=1.0), mode="eval")
     with pytest.raises(GraphError, match=r"x must have shape \[B, n_inputs=2\]"):

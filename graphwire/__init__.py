@@ -14,11 +14,11 @@ The flow of the package mirrors the flow of the method:
 from graphwire.errors import (
     CheckpointError,
     ConfigError,
-    GraphwireError,
     CycleError,
     DataError,
     EdgeIndexError,
     GraphError,
+    GraphwireError,
     ReachabilityError,
     SelectionError,
 )

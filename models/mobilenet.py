@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from graphwire import WiredGraph
 from graphwire.execution import DepthwiseConv
-from graphwire.layers import WiredLinear
 from graphwire.graph import layered_dag
+from graphwire.layers import WiredLinear
 from graphwire.wiring import WiringRule, make_rule
 from models._common import seeded
 from models.registry import register_model

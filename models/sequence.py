@@ -16,8 +16,7 @@ from torch import Tensor, nn
 
 from graphwire import ChannelGraph, GraphError
 from graphwire.layers import WiredLinear
-from graphwire.wiring import SharedBudget
-from graphwire.wiring import WiringRule
+from graphwire.wiring import SharedBudget, WiringRule
 from models._common import budget_kwargs, seeded
 from models.registry import register_model
 

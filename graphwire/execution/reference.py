@@ -142,4 +142,3 @@ class ReferenceExecutor(nn.Module):
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""
         return f"mode={self.mode!r}"
-

@@ -108,7 +108,9 @@ class WiredGraph(WiredModule):
         choose("backend", backend, dict.fromkeys(BACKENDS), ConfigError)
         graph.validate(mode=mode)
         self.graph, self.mode, self.scope = graph, mode, scope
-        if mode == "discrete" and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
+        if mode == "discrete" and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0
+        ):
             raise ConfigError(f"steps must be a positive int for mode='discrete'; got {steps!r}.")
         self.steps = steps
         self.solver = ODESolver(**solver) if isinstance(solver, Mapping) else solver or ODESolver()

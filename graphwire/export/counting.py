@@ -48,9 +48,9 @@ from torch import Tensor, nn
 
 from graphwire._utils import describe
 from graphwire.errors import GraphError
-from graphwire.layers import WiredLayer
 from graphwire.execution.node_ops import Activation, DepthwiseConv, GroupedNodeOp, Identity
 from graphwire.execution.wired import WiredGraph
+from graphwire.layers import WiredLayer
 
 __all__ = [
     "count",

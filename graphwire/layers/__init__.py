@@ -1,4 +1,4 @@
-"""Wired layers: ``Linear`` and ``Conv`` layers whose weights a wiring rule selects, and ``sparsify``.
+"""Wired layers: ``Linear`` and ``Conv`` layers whose weights a rule selects; ``sparsify``.
 
 A dense layer from ``C_in`` to ``C_out`` channels is a complete bipartite channel graph;
 a wired layer keeps its usual ``weight`` and adds a same-shape ``edge_mask`` selected by

@@ -47,13 +47,14 @@ SPARSIFY_SCOPES = ("layer", "global")
 class WiredLayer(WiredModule):
     """Base of the wired layers: a dense layer's ``weight`` plus a same-shape ``edge_mask``.
 
-    It satisfies :class:`~graphwire.wiring.Rewirable`. Subclasses are also subclasses of
+    It is a :class:`~graphwire.wiring.WiredModule`. Subclasses are also subclasses of
     the dense layer they replace (``WiredConv2d`` is an ``nn.Conv2d``), so code that
     inspects ``in_channels``, ``stride`` and so on keeps working.
 
     Attributes:
         rule: The wiring rule (shared by every layer of ``shared_budget``).
-        shared_budget: The :class:`~graphwire.wiring.SharedBudget` this layer's selection belongs to.
+        shared_budget: The :class:`~graphwire.wiring.SharedBudget` this layer's selection
+            belongs to.
     """
 
     weight: Tensor
@@ -303,7 +304,8 @@ def sparsify(
         k: Weights to keep in total, instead of ``density`` (split over layers in
             proportion to their sizes with ``scope="layer"``).
         scope: ``"layer"``: one top-k per layer, a uniform rate (the paper's ResNet-50);
-            ``"global"``: one top-k over all converted layers (:class:`~graphwire.wiring.SharedBudget`).
+            ``"global"``: one top-k over all converted layers
+            (:class:`~graphwire.wiring.SharedBudget`).
             A global top-k by ``|w|`` favours layers whose weights start larger.
         keep_first_dense: Leave the first ``Linear``/``Conv`` layer (in module order)
             dense.

@@ -239,8 +239,12 @@ class CompiledGraph(nn.Module):
             lo, hi = step.base, step.base + step.rows * step.cols
             e = into & (layout.slot >= lo) & (layout.slot < hi)
             local = layout.slot[e] - lo
-            block = _dense_block(weight[e], local // max(step.cols, 1), local % max(step.cols, 1),
-                                 (step.rows, step.cols))
+            block = _dense_block(
+                weight[e],
+                local // max(step.cols, 1),
+                local % max(step.cols, 1),
+                (step.rows, step.cols),
+            )
             self.blocks.append(_make_block(block, *block_args))
         self.register_buffer("order", layout.order.clone())
         self._set_outputs(layout.position[graph.outputs])

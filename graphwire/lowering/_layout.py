@@ -113,7 +113,7 @@ def dag_layout(graph: ChannelGraph, live: Tensor | None = None, edges: Tensor | 
         >>> from graphwire.lowering import dag_layout
         >>> layout = dag_layout(layered_dag([2, 3, 1]))
         >>> [(s.start, s.rows, s.cols) for s in layout.steps], layout.size
-        ([(2, 3, 2), (5, 1, 3)], 9)
+        ([(2, 3, 2), (5, 1, 5)], 11)
     """
     n = graph.num_nodes
     keep = torch.ones(n, dtype=torch.bool) if live is None else live.cpu().bool()

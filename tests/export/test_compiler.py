@@ -9,9 +9,8 @@ from torch import nn
 
 import graphwire
 from graphwire import ConfigError, GraphError, ODESolver, ReachabilityError, WiredGraph
-from graphwire.lowering import CompiledGraph, DenseMix, SparseMix
-from graphwire.lowering import _kernel
 from graphwire.graph import ChannelGraph, complete_digraph, layered_dag
+from graphwire.lowering import CompiledGraph, DenseMix, SparseMix, _kernel
 from graphwire.wiring import Frozen
 
 OPS = ["relu", "tanh", "identity", "grouped", "conv"]

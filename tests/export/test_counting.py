@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from graphwire import GraphError, WiredGraph, count
-from graphwire.layers import WiredConv2d
 from graphwire.graph import bipartite, complete_digraph, layered_dag
+from graphwire.layers import WiredConv2d
 from models import create_model
 
 

@@ -9,8 +9,8 @@ from torch import nn
 import graphwire
 from graphwire import ConfigError, DNWOptimizer, GraphError, ODESolver, WiredGraph
 from graphwire.errors import ReachabilityError
-from graphwire.lowering import DenseExecutor
 from graphwire.graph import ChannelGraph, complete_digraph, layered_dag
+from graphwire.lowering import DenseExecutor
 from graphwire.wiring import Frozen
 
 OPS = ["relu", "tanh", "identity", "grouped"]

@@ -18,18 +18,21 @@ __all__ = ["DNWOptimizer", "Rewirable"]
 
 @runtime_checkable
 class Rewirable(Protocol):
-    """What :class:`DNWOptimizer` needs of a module: a weight, a mask, and re-selection.
+    """Everything :class:`DNWOptimizer` uses of a module.
 
-    :class:`~graphwire.WiredGraph` and the compiled modules implement it.
-
-    A module may also carry a ``shared_budget``: an object whose ``reselect()`` runs one
-    top-k over several modules at once and returns ``{module: (added, removed)}`` (see
-    :class:`~graphwire.execution.SharedBudget`). :class:`DNWOptimizer` then re-selects each
-    shared budget once per step instead of once per module.
+    ``weight`` (updated by the base optimizer), ``edge_mask`` (saved and restored by
+    :meth:`DNWOptimizer.state_dict`), ``shared_budget`` (a
+    :class:`~graphwire.wiring.SharedBudget`, or any object whose ``reselect()`` runs one
+    top-k over its modules and returns ``{module: (added, removed)}``; ``None`` for a
+    module that re-selects on its own) and ``reselect()``. Each shared budget is
+    re-selected once per step, however many modules share it. Every
+    :class:`~graphwire.wiring.WiredModule` (:class:`~graphwire.WiredGraph`, the wired
+    layers) implements it.
     """
 
     weight: Tensor
     edge_mask: Tensor
+    shared_budget: Any
 
     def reselect(self) -> tuple[int, int]:
         """Re-select the edges; return ``(edges added, edges removed)``."""
@@ -111,7 +114,7 @@ class DNWOptimizer(Optimizer):
         self.wired = _find_wired(model_or_params)
         if not self.wired:
             raise GraphError(
-                "model_or_params holds no wired module (WiredGraph or a compiled one); there is "
+                "model_or_params holds no wired module (WiredGraph or a wired layer); there is "
                 "nothing for DNWOptimizer to re-select. Use the base optimizer alone."
             )
         managed = {id(p) for group in base_optimizer.param_groups for p in group["params"]}

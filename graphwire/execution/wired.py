@@ -60,7 +60,7 @@ class WiredGraph(WiredModule):
             ``"group"`` (one per node group, by the group of the edge's target).
         mode: ``"dag"``, ``"discrete"`` or ``"continuous"``.
         steps: Number of time steps in ``mode="discrete"``.
-        solver: :class:`~graphwire.execution.ODESolver` (or a dict of its fields) for
+        solver: :class:`~graphwire.ODESolver` (or a dict of its fields) for
             ``mode="continuous"``.
         input_op: Operation applied to the data at the input nodes (default
             ``"identity"``: input nodes hold the data); same forms as ``node_op``.

@@ -5,6 +5,6 @@ The last stage of graphwire's flow: graph -> wiring rule -> execution -> trainin
 """
 
 from graphwire.export.compiler import compile
-from graphwire.export.counting import Cost, CostItem, count
+from graphwire.export.counting import COST_KINDS, Cost, CostItem, count
 
-__all__: list[str] = ["compile", "count", "Cost", "CostItem"]
+__all__: list[str] = ["compile", "count", "Cost", "CostItem", "COST_KINDS"]

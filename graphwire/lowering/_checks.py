@@ -24,7 +24,7 @@ def check_features(x: object, n_inputs: int, like: Tensor, floating: torch.dtype
         n_inputs: Input nodes of the graph (``x.shape[1]``).
         like: A tensor of the module (its device is the one ``x`` must be on).
         floating: The dtype ``x`` must have (the module's weights'), or ``None`` for any
-            floating dtype. Under :func:`torch.autocast` any floating dtype is accepted.
+            floating dtype. Under ``torch.autocast`` any floating dtype is accepted.
 
     Example:
         >>> import torch

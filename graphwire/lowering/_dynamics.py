@@ -41,7 +41,8 @@ class ODESolver:
 
     Args:
         method: A torchdiffeq method name (``"dopri5"``, ``"rk4"``, ``"euler"``, ...; see
-            :data:`ADAPTIVE_METHODS` and :data:`FIXED_METHODS`).
+            :data:`~graphwire.lowering.ADAPTIVE_METHODS` and
+            :data:`~graphwire.lowering.FIXED_METHODS`).
         rtol: Relative tolerance of adaptive methods.
         atol: Absolute tolerance of adaptive methods.
         t1: End time; the network integrates over ``[0, t1]``.

@@ -92,7 +92,7 @@ class DagLayout:
     slot: Tensor
 
     def nodes(self, step: DagStep) -> Tensor:
-        """Node ids of ``step`` (a view of :attr:`order`)."""
+        """Node ids of ``step`` (a view of ``order``)."""
         return self.order[step.start : step.start + step.rows]
 
 

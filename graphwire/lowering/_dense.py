@@ -26,13 +26,21 @@ import torch
 from torch import Tensor, nn
 
 from graphwire.graph.channel_graph import ChannelGraph
+from graphwire.lowering import _kernel
 from graphwire.lowering._dynamics import held_dynamics, integrate
 from graphwire.lowering._layout import DagLayout, RecurrentLayout, dag_layout, recurrent_layout
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwire.execution.wired import WiredGraph
 
-__all__ = ["DenseExecutor", "mix", "dense_fill", "AUTO_MAX_FILL"]
+__all__ = ["DenseExecutor", "mix", "dense_fill", "AUTO_MAX_FILL", "SPARSE_MAX_DENSITY"]
+
+#: The cost model's switch point, shared by the dense backend's inference and the frozen
+#: module: on CPU with the compiled kernel available, a block whose fraction of nonzero
+#: entries is at most this runs by the tiled sparse kernel. Measured by ``python -m
+#: benchmarks speed``: the kernel beats a dense product up to about 30% density on a
+#: 2-core AVX2 CPU; on GPUs dense products win at these sizes.
+SPARSE_MAX_DENSITY = 0.25
 
 #: ``backend="auto"`` runs the dense blocks while they hold at most this many entries
 #: per candidate edge, and message passing beyond (a candidate set so sparse that the
@@ -64,6 +72,35 @@ def mix(z: Tensor, a: Tensor) -> Tensor:
     if z.dim() == 2:
         return z @ a.t()
     return (z.movedim(1, -1) @ a.t()).movedim(-1, 1)
+
+
+def csr_mix(z: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> Tensor:
+    """:func:`mix` with a CSR block, by the tiled kernel ``graphwire::csr_mix``.
+
+    Args:
+        z: Node features ``[B, n, *F]``.
+        rowptr: int64 ``[rows + 1]`` row pointers.
+        col: int64 ``[nnz]`` columns.
+        val: ``[nnz]`` values.
+        rows: Rows of the block.
+
+    Returns:
+        ``[B, rows, *F]``.
+    """
+    if z.dim() == 2:  # vectors: the batch is the contiguous axis the kernel tiles
+        return _kernel.csr_mix(z.t().unsqueeze(0), rowptr, col, val, rows)[0].t()
+    out = _kernel.csr_mix(z.flatten(2), rowptr, col, val, rows)
+    return out.view(z.shape[0], rows, *z.shape[2:])  # [B, rows, *F]
+
+
+def sparse_wins(nnz: int, entries: int, device: torch.device, dtype: torch.dtype) -> bool:
+    """The cost model: run a block of ``entries`` with ``nnz`` nonzeros sparse?"""
+    return (
+        device.type == "cpu"
+        and dtype in (torch.float32, torch.float64)
+        and nnz <= SPARSE_MAX_DENSITY * max(entries, 1)
+        and _kernel.available()
+    )
 
 
 def _layout(z: Tensor) -> Tensor:
@@ -147,9 +184,15 @@ class DenseExecutor(nn.Module):
             self.register_buffer("in_upd_to", upd_to, persistent=False)
             self.register_buffer("in_held_from", held_from, persistent=False)
             pos = lay.position
-        self.register_buffer("slot", self.layout.slot.clone(), persistent=False)
+        # the layout's own slot tensor (no copy on the CPU)
+        self.register_buffer("slot", self.layout.slot, persistent=False)
         self.register_buffer("out_pos", pos[graph.outputs].clone(), persistent=False)
         self.out_range = contiguous_range(pos[graph.outputs])
+        if mode == "dag":
+            self.block_shapes = [(s.base, s.rows, s.cols) for s in self.layout.steps]
+        else:
+            nu, nh = self.layout.nu, self.layout.nh
+            self.block_shapes = [(0, nu, nu), (nu * nu, nu, nh)]
 
     def blocks(self, module: WiredGraph) -> Tensor:
         """All dense blocks, flattened into one ``[size + 1]`` tensor (last entry unused)."""
@@ -157,37 +200,81 @@ class DenseExecutor(nn.Module):
         return w.new_zeros(self.layout.size + 1).scatter_add(0, self.slot, w)
 
     def forward(self, z0: Tensor, module: WiredGraph) -> Tensor:  # noqa: D102
-        flat = self.blocks(module)
-        z0 = _layout(z0)
+        sparse = self._sparse_inference(z0)
+        if sparse:
+            mixes = self._sparse_mixes(module)
+        else:
+            z0 = _layout(z0)
+            mixes = self._dense_mixes(module)
         if self.mode == "dag":
-            return self._run_dag(z0, flat, module.node_op)
-        z_u, z_h, c = self._initial(z0, flat)
+            return self._run_dag(z0, mixes, module.node_op)
+        z_u, z_h, c = self._initial(z0, mixes[1])
+        z_u = z_u if sparse else _layout(z_u)
         lay = self.layout
-        a_u = flat[: lay.nu * lay.nu].view(lay.nu, lay.nu)
         if self.mode == "discrete":
             for _ in range(module.steps):
-                z_u = module.node_op(mix(z_u, a_u) + c, self.updated)  # [B, n_u, *F]
+                z_u = module.node_op(mixes[0](z_u) + c, self.updated)  # [B, n_u, *F]
         else:
-            z_u = self._integrate(z_u, z_h, a_u, c, module)
+            z_u = self._integrate(z_u, z_h, mixes[0], c, module)
         return read_out([z_u, z_h], [0, lay.nu], self.out_pos, self.out_range)
 
-    # ------------------------------------------------------------------ modes
-    def _run_dag(self, z0: Tensor, flat: Tensor, node_op: nn.Module) -> Tensor:
-        steps = self.layout.steps
-        pieces, offsets = [z0], [0]  # node features in layout order, one piece per step
+    # ------------------------------------------------------------------ blocks
+    def _sparse_inference(self, z0: Tensor) -> bool:
+        """Without gradients on a CPU, sparse blocks may beat dense ones (no training)."""
+        return (
+            not torch.is_grad_enabled()
+            and z0.device.type == "cpu"
+            and z0.dtype in (torch.float32, torch.float64)
+            and not torch.compiler.is_compiling()
+            and _kernel.available()
+        )
+
+    def _dense_mixes(self, module: WiredGraph) -> list:
+        """One ``z -> A z`` per block, every block dense (differentiable)."""
+        flat = self.blocks(module)
         # one split, not a slice per block: its backward is one concatenation
-        blocks = flat.split([s.rows * s.cols for s in steps] + [1])
-        for step, block in zip(steps, blocks):
+        parts = flat.split([rows * cols for _, rows, cols in self.block_shapes] + [1])
+        return [
+            _DenseBlock(part.view(rows, cols))
+            for part, (_, rows, cols) in zip(parts, self.block_shapes)
+        ]
+
+    def _sparse_mixes(self, module: WiredGraph) -> list:
+        """One ``z -> A z`` per block, each CSR or dense by the cost model (inference)."""
+        w = module.effective_weight()  # [E]
+        size = self.layout.size
+        keep = ((w != 0) & (self.slot < size)).nonzero().flatten()
+        slots, order = self.slot[keep].sort()
+        vals = w[keep][order]
+        starts = [base for base, _, _ in self.block_shapes] + [size]
+        bounds = torch.searchsorted(slots, torch.tensor(starts)).tolist()
+        mixes = []
+        for (base, rows, cols), lo, hi in zip(self.block_shapes, bounds, bounds[1:]):
+            local, v = slots[lo:hi] - base, vals[lo:hi]
+            if cols and sparse_wins(hi - lo, rows * cols, w.device, w.dtype):
+                r, col = local // cols, local % cols
+                counts = torch.bincount(r, minlength=rows)
+                rowptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+                mixes.append(_SparseBlock(rowptr, col, v, rows))
+            else:
+                block = w.new_zeros(rows * cols).index_put_((local,), v).view(rows, cols)
+                mixes.append(_DenseBlock(block))
+        return mixes
+
+    # ------------------------------------------------------------------ modes
+    def _run_dag(self, z0: Tensor, mixes: list, node_op: nn.Module) -> Tensor:
+        pieces, offsets = [z0], [0]  # node features in layout order, one piece per step
+        for step, block in zip(self.layout.steps, mixes):
             if step.cols:
                 src = _window(pieces, offsets, step.lo, step.start)  # [B, cols, *F]
-                inp = mix(src, block.view(step.rows, step.cols))  # [B, rows, *F]
+                inp = block(src)  # [B, rows, *F]
             else:
                 inp = z0.new_zeros(z0.shape[0], step.rows, *z0.shape[2:])
             pieces.append(node_op(inp, self.order[step.start : step.start + step.rows]))
             offsets.append(step.start)
         return read_out(pieces, offsets, self.out_pos, self.out_range)
 
-    def _initial(self, z0: Tensor, flat: Tensor) -> tuple[Tensor, Tensor, Tensor | float]:
+    def _initial(self, z0: Tensor, held_block) -> tuple[Tensor, Tensor, Tensor | float]:
         """``(z_u, z_h, c)``: updated and held states and held nodes' constant input."""
         lay = self.layout
         b, f = z0.shape[0], z0.shape[2:]
@@ -195,18 +282,15 @@ class DenseExecutor(nn.Module):
             1, self.in_upd_to, z0.index_select(1, self.in_upd_from)
         )  # [B, n_u, *F]
         z_h = z0.index_select(1, self.in_held_from)  # [B, n_h, *F]
-        c: Tensor | float = 0.0
-        if lay.nh:
-            a_h = flat[lay.nu * lay.nu : lay.size].view(lay.nu, lay.nh)
-            c = mix(z_h, a_h)  # [B, n_u, *F]
-        return _layout(z_u), z_h, c
+        c: Tensor | float = held_block(z_h) if lay.nh else 0.0  # [B, n_u, *F]
+        return z_u, z_h, c
 
-    def _integrate(self, z_u, z_h, a_u, c, module: WiredGraph) -> Tensor:
+    def _integrate(self, z_u, z_h, block, c, module: WiredGraph) -> Tensor:
         node_op, updated, nu = module.node_op, self.updated, self.layout.nu
         # held inputs stay in the state (derivative zero) so that an adaptive solver's
         # error control and first step see the same state as the reference executor's
-        dynamics = held_dynamics(lambda z: node_op(mix(z, a_u) + c, updated), nu, self)
-        params = (a_u,) + ((c,) if isinstance(c, Tensor) else ())
+        dynamics = held_dynamics(lambda z: node_op(block(z) + c, updated), nu, self)
+        params = block.tensors() + ((c,) if isinstance(c, Tensor) else ())
         params += tuple(node_op.parameters())
         z = torch.cat([z_u, z_h], dim=1) if z_h.shape[1] else z_u  # [B, n_u + n_h, *F]
         return integrate(dynamics, z, module.solver, adjoint_params=params)[:, :nu]
@@ -214,3 +298,29 @@ class DenseExecutor(nn.Module):
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""
         return f"mode={self.mode!r}, dense entries={self.layout.size}"
+
+
+class _DenseBlock:
+    """``z -> A z`` for a dense block ``A`` (``[rows, cols]``)."""
+
+    def __init__(self, a: Tensor) -> None:
+        self.a = a
+
+    def __call__(self, z: Tensor) -> Tensor:
+        return mix(z, self.a)
+
+    def tensors(self) -> tuple[Tensor, ...]:
+        return (self.a,)
+
+
+class _SparseBlock:
+    """``z -> A z`` for a CSR block (inference only)."""
+
+    def __init__(self, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> None:
+        self.rowptr, self.col, self.val, self.rows = rowptr, col, val, rows
+
+    def __call__(self, z: Tensor) -> Tensor:
+        return csr_mix(z, self.rowptr, self.col, self.val, self.rows)
+
+    def tensors(self) -> tuple[Tensor, ...]:
+        return (self.val,)

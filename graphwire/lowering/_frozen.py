@@ -19,7 +19,14 @@ from torch import Tensor, nn
 from graphwire.errors import ConfigError, GraphError, ReachabilityError
 from graphwire.lowering import _kernel
 from graphwire.lowering._checks import check_features
-from graphwire.lowering._dense import _window, contiguous_range, read_out
+from graphwire.lowering._dense import (
+    SPARSE_MAX_DENSITY,
+    _window,
+    contiguous_range,
+    csr_mix,
+    read_out,
+    sparse_wins,
+)
 from graphwire.lowering._dynamics import ScaledRMS, held_dynamics, integrate
 from graphwire.lowering._layout import dag_layout, recurrent_layout
 
@@ -30,12 +37,6 @@ __all__ = ["CompiledGraph", "DenseMix", "SparseMix", "KERNELS", "SPARSE_MAX_DENS
 
 #: Block kernels of the frozen module: a cost-model choice, or one forced for every block.
 KERNELS = ("auto", "dense", "sparse")
-
-#: The cost model's switch point: on CPU with the compiled kernel available, a block
-#: whose fraction of nonzero entries is at most this runs sparse. Measured by
-#: ``python -m benchmarks speed``: the tiled kernel beats a dense product up to about
-#: 30% density on a 2-core AVX2 CPU; on GPUs dense products win at these sizes.
-SPARSE_MAX_DENSITY = 0.25
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -81,11 +82,7 @@ class SparseMix(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         """``z`` ``[B, n, *F]`` -> ``[B, m, *F]``."""
-        if z.dim() == 2:  # vectors: the batch is the contiguous axis the kernel tiles
-            x = z.t().unsqueeze(0)  # [1, n, B]
-            return _kernel.csr_mix(x, self.rowptr, self.col, self.val, self.rows)[0].t()
-        out = _kernel.csr_mix(z.flatten(2), self.rowptr, self.col, self.val, self.rows)
-        return out.view(z.shape[0], self.rows, *z.shape[2:])  # [B, m, *F]
+        return csr_mix(z, self.rowptr, self.col, self.val, self.rows)
 
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""
@@ -106,13 +103,7 @@ def sparse_kernel_available() -> bool:
 def _make_block(weight: Tensor, kernel: str, device: torch.device) -> nn.Module:
     """A block module for ``weight`` (``[m, n]``) to run on ``device``, dense or sparse."""
     if kernel == "auto":
-        density = int((weight != 0).sum()) / max(weight.numel(), 1)
-        sparse = (
-            device.type == "cpu"
-            and density <= SPARSE_MAX_DENSITY
-            and weight.dtype in (torch.float32, torch.float64)
-            and _kernel.available()
-        )
+        sparse = sparse_wins(int((weight != 0).sum()), weight.numel(), device, weight.dtype)
         kernel = "sparse" if sparse else "dense"
     return SparseMix(weight) if kernel == "sparse" else DenseMix(weight)
 

@@ -286,3 +286,27 @@ def test_cuda_matches_reference(mode):
         y_fast, g_fast = grads(net, x, target, "dense")
         torch.testing.assert_close(y_fast, y_ref, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(g_fast[0], g_ref[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["dag", "discrete", "continuous"])
+def test_inference_without_gradients_runs_sparse_blocks_and_matches_reference(mode):
+    """No grad on a CPU: blocks sparse enough run by the CSR kernel, with the same outputs."""
+    from graphwire.lowering import _kernel
+    from graphwire.lowering._dense import _SparseBlock
+
+    sparse_blocks = 0
+    for seed in range(2000, 2040):
+        net, x = random_net(seed, mode, images=seed % 2 == 0)
+        net.eval()
+        with torch.no_grad():
+            mixes = net.dense._sparse_mixes(net)
+            sparse_blocks += sum(isinstance(m, _SparseBlock) for m in mixes)
+            y = net(x)
+        with torch.inference_mode():
+            y_inf = net(x)
+        net.backend = "reference"
+        with torch.no_grad():
+            expected = net(x)
+        torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(y_inf, expected, rtol=1e-10, atol=1e-10)
+    assert sparse_blocks > 0 or not _kernel.available()

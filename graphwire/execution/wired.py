@@ -126,7 +126,7 @@ class WiredGraph(WiredModule):
         self.register_buffer("inputs", graph.inputs.clone(), persistent=False)
         self.register_buffer("edge_index", graph.edge_index.clone())
         self.dense = DenseExecutor(graph, mode)
-        self.reference = ReferenceExecutor(graph, mode)
+        self.reference: ReferenceExecutor | None = None  # built when first selected
         self.backend = backend
 
         # Scopes of the top-k: the edge indices of each scope, computed once.
@@ -184,6 +184,9 @@ class WiredGraph(WiredModule):
         if value == "auto":
             fill = self.dense.layout.size / max(self.graph.num_edges, 1)
             value = "dense" if fill <= AUTO_MAX_FILL else "reference"
+        if value == "reference" and self.reference is None:
+            device = self.edge_index.device
+            self.reference = ReferenceExecutor(self.graph, self.mode).to(device)
         self._backend = value
 
     @property
@@ -194,11 +197,13 @@ class WiredGraph(WiredModule):
     @property
     def nfe(self) -> int:
         """Function evaluations of continuous-time passes so far (both backends); settable."""
-        return self.dense.nfe + self.reference.nfe
+        return self.dense.nfe + (self.reference.nfe if self.reference is not None else 0)
 
     @nfe.setter
     def nfe(self, value: int) -> None:
-        self.dense.nfe, self.reference.nfe = int(value), 0
+        self.dense.nfe = int(value)
+        if self.reference is not None:
+            self.reference.nfe = 0
 
     @torch.no_grad()
     def unfed_nodes(self) -> Tensor:

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 import graphwire
 from graphwire import DNWOptimizer, ODESolver, ReachabilityError, WiredGraph
 from graphwire.graph import complete_digraph, layered_dag
-from graphwire.lowering import dag_steps, sparse_kernel_available
+from graphwire.lowering import dag_stages, sparse_kernel_available
 from graphwire.wiring import select_topk
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "speed"
@@ -148,7 +148,7 @@ class MaskedDense(nn.Module):
         self.register_buffer("outputs", g.outputs.clone())
         updated = net.dense.layout.updated if net.mode != "dag" else torch.zeros(0).long()
         self.register_buffer("updated", updated.clone())
-        steps = dag_steps(g) if net.mode == "dag" else []
+        steps = dag_stages(g) if net.mode == "dag" else []
         self.step_sizes = [s.numel() for s in steps]
         self.register_buffer(
             "step_nodes", torch.cat(steps) if steps else torch.zeros(0, dtype=torch.long)

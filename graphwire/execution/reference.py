@@ -4,8 +4,8 @@ Every node computes ``I_v = sum over edges (u, v) of w_uv * Z_u`` by gathering t
 sources, scaling by the edge weights and scatter-adding into the targets, then
 ``Z_v = f_v(I_v)``. Three modes share that step:
 
-- ``"dag"``: nodes run once, by the topological steps of
-  :func:`~graphwire.lowering.dag_steps`.
+- ``"dag"``: nodes run once, by the topological stages of
+  :func:`~graphwire.lowering.dag_stages`.
 - ``"discrete"``: ``T`` weight-tied steps ``Z <- f(A Z)``; cycles allowed.
 - ``"continuous"``: ``dZ/dt = f(A Z)`` integrated by :func:`~graphwire.lowering.integrate`.
 
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from graphwire.graph.channel_graph import ChannelGraph
-from graphwire.lowering import dag_steps, integrate, recurrent_layout
+from graphwire.lowering import dag_stages, integrate, recurrent_layout
 
 __all__ = ["ReferenceExecutor", "propagate"]
 
@@ -80,7 +80,7 @@ class ReferenceExecutor(nn.Module):
         self.register_buffer("updated", updated, persistent=False)
         if mode == "dag":
             # edges grouped by the step of their target, with the target's index in it
-            steps = dag_steps(graph)
+            steps = dag_stages(graph)
             step_of = torch.full((graph.num_nodes,), -1, dtype=torch.long)
             local = torch.full((graph.num_nodes,), -1, dtype=torch.long)
             for i, nodes in enumerate(steps):

@@ -31,18 +31,18 @@ from graphwire.lowering._frozen import (
 )
 from graphwire.lowering._layout import (
     DagLayout,
-    DagStep,
+    DagStage,
     RecurrentLayout,
     dag_layout,
-    dag_steps,
+    dag_stages,
     recurrent_layout,
 )
 
 __all__ = [
-    "DagStep",
+    "DagStage",
     "DagLayout",
     "RecurrentLayout",
-    "dag_steps",
+    "dag_stages",
     "dag_layout",
     "recurrent_layout",
     "DenseExecutor",

@@ -189,7 +189,7 @@ class DenseExecutor(nn.Module):
         self.register_buffer("out_pos", pos[graph.outputs].clone(), persistent=False)
         self.out_range = contiguous_range(pos[graph.outputs])
         if mode == "dag":
-            self.block_shapes = [(s.base, s.rows, s.cols) for s in self.layout.steps]
+            self.block_shapes = [(s.base, s.rows, s.cols) for s in self.layout.stages]
         else:
             nu, nh = self.layout.nu, self.layout.nh
             self.block_shapes = [(0, nu, nu), (nu * nu, nu, nh)]
@@ -264,7 +264,7 @@ class DenseExecutor(nn.Module):
     # ------------------------------------------------------------------ modes
     def _run_dag(self, z0: Tensor, mixes: list, node_op: nn.Module) -> Tensor:
         pieces, offsets = [z0], [0]  # node features in layout order, one piece per step
-        for step, block in zip(self.layout.steps, mixes):
+        for step, block in zip(self.layout.stages, mixes):
             if step.cols:
                 src = _window(pieces, offsets, step.lo, step.start)  # [B, cols, *F]
                 inp = block(src)  # [B, rows, *F]

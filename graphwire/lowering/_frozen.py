@@ -223,10 +223,10 @@ class CompiledGraph(nn.Module):
     # ------------------------------------------------------------------ build
     def _build_dag(self, graph, live, sel, weight, block_args) -> None:
         layout = dag_layout(graph, live=live, edges=sel)
-        self.steps_layout = layout.steps
+        self.stages = layout.stages
         self.blocks = nn.ModuleList()
         into = layout.slot < layout.size
-        for step in layout.steps:
+        for step in layout.stages:
             lo, hi = step.base, step.base + step.rows * step.cols
             e = into & (layout.slot >= lo) & (layout.slot < hi)
             local = layout.slot[e] - lo
@@ -290,7 +290,7 @@ class CompiledGraph(nn.Module):
 
     def _run_dag(self, z0: Tensor) -> Tensor:
         pieces, offsets = [z0], [0]
-        for block, step in zip(self.blocks, self.steps_layout):
+        for block, step in zip(self.blocks, self.stages):
             if step.cols:
                 inp = block(_window(pieces, offsets, step.lo, step.start))  # [B, rows, *F]
             else:

@@ -3,7 +3,7 @@
 Training (the dense backend), inference (the frozen module) and the reference DAG
 executor all place nodes with these two functions, so the three paths cannot disagree:
 
-- :func:`dag_layout`: inputs first, then the DAG's topological steps; each step reads a
+- :func:`dag_layout`: inputs first, then the DAG's topological stages; each stage reads a
   contiguous *window* of earlier positions, so its block is ``[rows, cols]``.
 - :func:`recurrent_layout`: the dynamic modes' split into *updated* nodes (every
   non-input, and inputs with incoming candidate edges) and *held* inputs, which keep
@@ -19,15 +19,22 @@ from torch import Tensor
 
 from graphwire.graph.channel_graph import ChannelGraph
 
-__all__ = ["DagStep", "DagLayout", "RecurrentLayout", "dag_steps", "dag_layout", "recurrent_layout"]
+__all__ = [
+    "DagStage",
+    "DagLayout",
+    "RecurrentLayout",
+    "dag_stages",
+    "dag_layout",
+    "recurrent_layout",
+]
 
 
-def dag_steps(graph: ChannelGraph) -> list[Tensor]:
-    """The DAG's node steps (int64 node ids each, ascending), inputs excluded.
+def dag_stages(graph: ChannelGraph) -> list[Tensor]:
+    """The DAG's node stages (int64 node ids each, ascending), inputs excluded.
 
-    Step 0 holds the non-input sources and the first generation after the sources; the
-    later steps are the later topological generations. Within a step no node reads
-    another: a source that is not an input is zero when the step runs. Empty steps are
+    Stage 0 holds the non-input sources and the first generation after the sources; the
+    later stages are the later topological generations. Within a stage no node reads
+    another: a source that is not an input is zero when the stage runs. Empty stages are
     dropped.
     """
     gens = list(graph.generations)
@@ -47,16 +54,16 @@ def _positions(order: Tensor, num_nodes: int) -> Tensor:
 
 
 @dataclass(frozen=True)
-class DagStep:
-    """One topological step of a lowered DAG.
+class DagStage:
+    """One topological stage of a lowered DAG.
 
     Attributes:
-        start: Layout position of the step's first node; its nodes are
+        start: Layout position of the stage's first node; its nodes are
             ``order[start : start + rows]``.
-        rows: Nodes in the step.
+        rows: Nodes in the stage.
         lo: First position of the window of earlier nodes its edges come from; the
-            window is ``[lo, start)``, so the step's block is ``[rows, start - lo]``.
-        base: Offset of the step's block in the flat block storage.
+            window is ``[lo, start)``, so the stage's block is ``[rows, start - lo]``.
+        base: Offset of the stage's block in the flat block storage.
     """
 
     start: int
@@ -66,19 +73,19 @@ class DagStep:
 
     @property
     def cols(self) -> int:
-        """Columns of the step's block (the window's width)."""
+        """Columns of the stage's block (the window's width)."""
         return self.start - self.lo
 
 
 @dataclass(frozen=True)
 class DagLayout:
-    """Where the nodes of a DAG sit: inputs first, then step by step.
+    """Where the nodes of a DAG sit: inputs first, then stage by stage.
 
     Attributes:
         order: int64 ``[n]`` node ids in layout position order (CPU).
         position: int64 ``[N]`` layout position of each node, ``-1`` for nodes left out.
         num_inputs: Input nodes at the front of ``order``.
-        steps: The steps, in execution order.
+        stages: The stages, in execution order.
         size: Entries of all blocks together (the flat storage's length).
         slot: int64 ``[E]``: where each edge lands in the flat storage; ``size`` for
             edges no block holds (left-out nodes, or a source in the same step).
@@ -87,13 +94,13 @@ class DagLayout:
     order: Tensor
     position: Tensor
     num_inputs: int
-    steps: tuple[DagStep, ...]
+    stages: tuple[DagStage, ...]
     size: int
     slot: Tensor
 
-    def nodes(self, step: DagStep) -> Tensor:
-        """Node ids of ``step`` (a view of ``order``)."""
-        return self.order[step.start : step.start + step.rows]
+    def nodes(self, stage: DagStage) -> Tensor:
+        """Node ids of ``stage`` (a view of ``order``)."""
+        return self.order[stage.start : stage.start + stage.rows]
 
 
 def dag_layout(graph: ChannelGraph, live: Tensor | None = None, edges: Tensor | None = None):
@@ -112,13 +119,13 @@ def dag_layout(graph: ChannelGraph, live: Tensor | None = None, edges: Tensor | 
         >>> from graphwire.graph import layered_dag
         >>> from graphwire.lowering import dag_layout
         >>> layout = dag_layout(layered_dag([2, 3, 1]))
-        >>> [(s.start, s.rows, s.cols) for s in layout.steps], layout.size
+        >>> [(s.start, s.rows, s.cols) for s in layout.stages], layout.size
         ([(2, 3, 2), (5, 1, 5)], 11)
     """
     n = graph.num_nodes
     keep = torch.ones(n, dtype=torch.bool) if live is None else live.cpu().bool()
     inputs = graph.inputs[keep[graph.inputs]]
-    steps_nodes = [s[keep[s]] for s in dag_steps(graph)]
+    steps_nodes = [s[keep[s]] for s in dag_stages(graph)]
     steps_nodes = [s for s in steps_nodes if s.numel()]
     order = torch.cat([inputs, *steps_nodes])
     pos = _positions(order, n)
@@ -128,7 +135,7 @@ def dag_layout(graph: ChannelGraph, live: Tensor | None = None, edges: Tensor | 
         held &= edges.cpu().bool()
     slot = torch.empty(graph.num_edges, dtype=torch.long)
     free = torch.ones(graph.num_edges, dtype=torch.bool)
-    steps: list[DagStep] = []
+    steps: list[DagStage] = []
     start, base = inputs.numel(), 0
     for nodes in steps_nodes:
         rows = nodes.numel()
@@ -138,7 +145,7 @@ def dag_layout(graph: ChannelGraph, live: Tensor | None = None, edges: Tensor | 
         cols = start - lo
         slot[into] = base + (dst[into] - start) * cols + (src[into] - lo)
         free &= ~into
-        steps.append(DagStep(start=start, rows=rows, lo=lo, base=base))
+        steps.append(DagStage(start=start, rows=rows, lo=lo, base=base))
         start, base = start + rows, base + rows * cols
     slot[free] = base
     return DagLayout(order, pos, inputs.numel(), tuple(steps), base, slot)

@@ -49,24 +49,23 @@ def _swap(module: nn.Module, lower, memo: dict[int, nn.Module]) -> nn.Module:
     return out
 
 
-def compile(module: nn.Module, *, mode: str = "eval", kernel: str = "auto") -> nn.Module:
+def compile(module: nn.Module, *, kernel: str = "auto", mode: str | None = None) -> nn.Module:
     """Freeze a :class:`~graphwire.WiredGraph`, or any model holding them, for inference.
 
     Args:
         module: A ``WiredGraph`` or an ``nn.Module`` containing some.
-        mode: ``"eval"``: a frozen inference copy with dead nodes removed and compacted
-            channels (:class:`~graphwire.lowering.CompiledGraph`); the source is left
-            untouched. ``"train"`` is a harmless alias kept from graphwire 0.1: it returns
-            ``module`` itself, since every ``WiredGraph`` trains through the dense backend
-            by default (it switches a ``WiredGraph`` built with ``backend="reference"`` to
-            ``"auto"`` and warns).
-        kernel: Eval mode only: ``"auto"`` picks a dense product or the sparse kernel per
-            block by a cost model; ``"dense"`` or ``"sparse"`` forces one.
+        kernel: ``"auto"`` picks a dense product or the sparse kernel per block by a cost
+            model; ``"dense"`` or ``"sparse"`` forces one.
+        mode: Kept from graphwire 0.1, deprecated: ``None`` or ``"eval"`` freeze as
+            above; ``"train"`` is a harmless alias that warns and returns ``module``
+            itself, since every ``WiredGraph`` trains through the dense backend by default
+            (a ``WiredGraph`` built with ``backend="reference"`` is switched to
+            ``"auto"``).
 
     Returns:
         A deep copy of the model with every ``WiredGraph`` replaced by its frozen module,
-        switched to ``eval()`` and without gradients (``mode="eval"``); ``module``
-        itself (``mode="train"``).
+        switched to ``eval()`` and without gradients (``module`` itself for the
+        deprecated ``mode="train"``).
 
     Raises:
         ConfigError: for an unknown ``mode`` or ``kernel``.
@@ -85,7 +84,8 @@ def compile(module: nn.Module, *, mode: str = "eval", kernel: str = "auto") -> n
         ...     torch.allclose(infer(x), net(x), atol=1e-5)
         True
     """
-    choose("mode", mode, dict.fromkeys(_MODES), ConfigError)
+    if mode is not None:
+        choose("mode", mode, dict.fromkeys(_MODES), ConfigError)
     choose("kernel", kernel, dict.fromkeys(KERNELS), ConfigError)
     if not isinstance(module, nn.Module):
         raise GraphError(
@@ -104,13 +104,15 @@ def compile(module: nn.Module, *, mode: str = "eval", kernel: str = "auto") -> n
             "to compile; use torch.compile for ordinary modules."
         )
     if mode == "train":
+        warnings.warn(
+            "graphwire.compile(mode='train') is no longer needed and returns the module "
+            "itself: every WiredGraph trains through the dense backend by default. Drop the "
+            "call (set net.backend to choose a backend).",
+            FutureWarning,
+            stacklevel=2,
+        )
         for m in wired:
             if m.backend == "reference":
-                warnings.warn(
-                    "compile(mode='train') switched a WiredGraph from backend='reference' to "
-                    "'auto'; set net.backend yourself to silence this.",
-                    stacklevel=2,
-                )
                 m.backend = "auto"
         return module
     with torch.no_grad():

@@ -203,7 +203,6 @@ def test_per_group_node_ops_export():
 
 
 def test_unfed_nodes_are_the_non_inputs_without_a_selected_incoming_edge():
-    import graphwire
     from graphwire.wiring import Frozen
 
     g = complete_digraph(10, inputs=3, outputs=2)
@@ -213,8 +212,6 @@ def test_unfed_nodes_are_the_non_inputs_without_a_selected_incoming_edge():
     assert 0 < len(expected) < 7  # some nodes fed, some not: neither answer is trivial
     net = WiredGraph(g, node_op="relu", rule=Frozen(keep), mode="discrete", steps=2)
     assert net.unfed_nodes().tolist() == expected
-    # the compiled training module shares the mask and answers the same
-    assert graphwire.compile(net, mode="train").unfed_nodes().tolist() == expected
 
 
 def test_ode_solver_keeps_its_own_copy_of_options():

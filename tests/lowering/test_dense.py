@@ -216,9 +216,10 @@ def test_continuous_adaptive_solver_gradients_match(adjoint):
 def test_compile_train_is_a_harmless_alias():
     wired = WiredGraph(layered_dag([4, 6, 3]), node_op="relu", density=0.5, seed=0)
     model = nn.Sequential(nn.Linear(5, 4), wired, nn.Flatten())
-    assert graphwire.compile(model, mode="train") is model
+    with pytest.warns(FutureWarning, match="no longer needed"):
+        assert graphwire.compile(model, mode="train") is model
     wired.backend = "reference"
-    with pytest.warns(UserWarning, match="backend='reference'"):
+    with pytest.warns(FutureWarning, match="no longer needed"):
         assert graphwire.compile(model, mode="train") is model
     assert wired.backend == "dense"
 

@@ -114,8 +114,13 @@ def test_model_builds_trains_a_step_and_compiles(name):
         torch.optim.SGD(model.parameters(), lr=0.1).step()
     if any(isinstance(m, WiredGraph) for m in model.modules()):
         with torch.no_grad():
-            fast = graphwire.compile(model, mode="train")
-            torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
+            default = model(x)
+            graphs = [m for m in model.modules() if isinstance(m, WiredGraph)]
+            for m in graphs:
+                m.backend = "reference"
+            torch.testing.assert_close(default, model(x), rtol=1e-4, atol=1e-4)
+            for m in graphs:
+                m.backend = "auto"
             model.eval()
             frozen = graphwire.compile(model, mode="eval")
             torch.testing.assert_close(frozen(x), model(x), rtol=1e-4, atol=1e-4)

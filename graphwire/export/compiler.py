@@ -18,7 +18,7 @@ from torch import nn
 from graphwire._utils import choose, describe
 from graphwire.errors import ConfigError, GraphError
 from graphwire.execution.wired import WiredGraph
-from graphwire.lowering import KERNELS, CompiledGraph
+from graphwire.lowering import CompiledGraph
 
 __all__ = ["compile"]
 
@@ -86,7 +86,7 @@ def compile(module: nn.Module, *, kernel: str = "auto", mode: str | None = None)
     """
     if mode is not None:
         choose("mode", mode, dict.fromkeys(_MODES), ConfigError)
-    choose("kernel", kernel, dict.fromkeys(KERNELS), ConfigError)
+    choose("kernel", kernel, dict.fromkeys(CompiledGraph.kernels), ConfigError)
     if not isinstance(module, nn.Module):
         raise GraphError(
             f"module must be a graphwire.WiredGraph or an nn.Module containing some; got "

@@ -14,15 +14,8 @@ One room for everything that turns a channel graph into fast tensor code:
 
 from graphwire.lowering._checks import check_features
 from graphwire.lowering._dense import AUTO_MAX_FILL, DenseExecutor, dense_fill, mix
-from graphwire.lowering._dynamics import (
-    ADAPTIVE_METHODS,
-    FIXED_METHODS,
-    ODESolver,
-    held_dynamics,
-    integrate,
-)
+from graphwire.lowering._dynamics import ODESolver, integrate
 from graphwire.lowering._frozen import (
-    KERNELS,
     SPARSE_MAX_DENSITY,
     CompiledGraph,
     DenseMix,
@@ -52,13 +45,9 @@ __all__ = [
     "CompiledGraph",
     "DenseMix",
     "SparseMix",
-    "KERNELS",
     "SPARSE_MAX_DENSITY",
     "sparse_kernel_available",
     "ODESolver",
-    "ADAPTIVE_METHODS",
-    "FIXED_METHODS",
     "integrate",
-    "held_dynamics",
     "check_features",
 ]

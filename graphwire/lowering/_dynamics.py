@@ -16,8 +16,9 @@ from torch import Tensor
 
 from graphwire.errors import ConfigError
 
-__all__ = ["ODESolver", "ADAPTIVE_METHODS", "FIXED_METHODS", "integrate", "held_dynamics"]
+__all__ = ["ODESolver", "integrate"]
 
+# Method names kept locally: torchdiffeq's registry is private.
 #: torchdiffeq's adaptive-step methods (error control by ``rtol`` / ``atol``).
 ADAPTIVE_METHODS = ("adaptive_heun", "bosh3", "dopri5", "dopri8", "fehlberg2")
 #: torchdiffeq's fixed-grid methods (``options={"step_size": ...}``) and the SciPy bridge.
@@ -41,8 +42,8 @@ class ODESolver:
 
     Args:
         method: A torchdiffeq method name (``"dopri5"``, ``"rk4"``, ``"euler"``, ...; see
-            :data:`~graphwire.lowering.ADAPTIVE_METHODS` and
-            :data:`~graphwire.lowering.FIXED_METHODS`).
+            the adaptive ``"adaptive_heun"``, ``"bosh3"``, ``"dopri5"``, ``"dopri8"``,
+            ``"fehlberg2"`` and the fixed-grid ones).
         rtol: Relative tolerance of adaptive methods.
         atol: Absolute tolerance of adaptive methods.
         t1: End time; the network integrates over ``[0, t1]``.

@@ -33,10 +33,7 @@ from graphwire.lowering._layout import dag_layout, recurrent_layout
 if TYPE_CHECKING:  # pragma: no cover
     from graphwire.execution.wired import WiredGraph
 
-__all__ = ["CompiledGraph", "DenseMix", "SparseMix", "KERNELS", "SPARSE_MAX_DENSITY"]
-
-#: Block kernels of the frozen module: a cost-model choice, or one forced for every block.
-KERNELS = ("auto", "dense", "sparse")
+__all__ = ["CompiledGraph", "DenseMix", "SparseMix", "SPARSE_MAX_DENSITY"]
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -179,10 +176,13 @@ class CompiledGraph(nn.Module):
             inputs while others are not are kept: their values are constants, computed.
     """
 
+    #: The block kernels: a cost-model choice, or one forced for every block.
+    kernels = ("auto", "dense", "sparse")
+
     def __init__(self, wired: WiredGraph, kernel: str = "auto") -> None:
         super().__init__()
-        if kernel not in KERNELS:
-            valid = ", ".join(repr(k) for k in KERNELS)
+        if kernel not in self.kernels:
+            valid = ", ".join(repr(k) for k in self.kernels)
             raise ConfigError(f"kernel={kernel!r} is not known; expected one of {valid}.")
         graph, mode = wired.graph, wired.mode
         mask = wired.edge_mask.detach().cpu().bool()

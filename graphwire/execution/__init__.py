@@ -11,22 +11,17 @@ from graphwire.execution.node_ops import (
     GroupedNodeOp,
     Identity,
     NodeOp,
-    make_node_op,
 )
-from graphwire.execution.reference import ReferenceExecutor, propagate
-from graphwire.execution.wired import BACKENDS, SCOPES, WiredGraph
+from graphwire.execution.reference import ReferenceExecutor
+from graphwire.execution.wired import WiredGraph
 
 __all__ = [
     "WiredGraph",
-    "BACKENDS",
-    "SCOPES",
     "NodeOp",
     "Identity",
     "Activation",
     "DepthwiseConv",
     "GroupedNodeOp",
     "NODE_OPS",
-    "make_node_op",
     "ReferenceExecutor",
-    "propagate",
 ]

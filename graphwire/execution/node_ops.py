@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Union
 
 import torch
@@ -172,13 +173,15 @@ class GroupedNodeOp(NodeOp):
         return torch.cat(outs, dim=1)[:, order]
 
 
-#: Built-in node operations by name.
-NODE_OPS: dict[str, Callable[[int], NodeOp]] = {
-    "identity": Identity,
-    "relu": lambda n: Activation(n, "relu"),
-    "tanh": lambda n: Activation(n, "tanh"),
-    "conv": DepthwiseConv,
-}
+#: Built-in node operations by name (read-only: pass a factory for your own).
+NODE_OPS: Mapping[str, Callable[[int], NodeOp]] = MappingProxyType(
+    {
+        "identity": Identity,
+        "relu": lambda n: Activation(n, "relu"),
+        "tanh": lambda n: Activation(n, "tanh"),
+        "conv": DepthwiseConv,
+    }
+)
 
 #: What ``node_op`` and ``input_op`` accept: a name from :data:`NODE_OPS`, a factory
 #: ``num_nodes -> module``, or a mapping from node-group name to either.
@@ -205,7 +208,7 @@ def make_node_op(
             not match the graph's groups.
 
     Example:
-        >>> from graphwire.execution import make_node_op
+        >>> from graphwire.execution.node_ops import make_node_op
         >>> make_node_op("tanh", 5)
         Activation(tanh, bias=True)
     """

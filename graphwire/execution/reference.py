@@ -45,7 +45,7 @@ def propagate(z: Tensor, weight: Tensor, src: Tensor, dst: Tensor, num_targets: 
 
     Example:
         >>> import torch
-        >>> from graphwire.execution import propagate
+        >>> from graphwire.execution.reference import propagate
         >>> z = torch.tensor([[1.0, 2.0]])
         >>> propagate(z, torch.tensor([3.0, 4.0]), torch.tensor([0, 1]), torch.tensor([0, 0]), 1)
         tensor([[11.]])

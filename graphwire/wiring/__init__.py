@@ -17,14 +17,12 @@ from graphwire.wiring.rules import (
     TargetedDropout,
     WiringRule,
     make_rule,
-    replace_mask,
     straight_through,
 )
-from graphwire.wiring.topk import apportion, resolve_budget, select_topk
+from graphwire.wiring.topk import resolve_budget, select_topk
 
 __all__ = [
     "select_topk",
-    "apportion",
     "resolve_budget",
     "WiringRule",
     "DNW",
@@ -36,7 +34,6 @@ __all__ = [
     "RULES",
     "make_rule",
     "straight_through",
-    "replace_mask",
     "DNWOptimizer",
     "Rewirable",
     "WiredModule",

@@ -9,6 +9,7 @@ by name in :data:`RULES`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import torch
 from torch import Tensor, nn
@@ -57,7 +58,7 @@ def replace_mask(mask: Tensor, new: Tensor) -> tuple[int, int]:
 
     Example:
         >>> import torch
-        >>> from graphwire.wiring import replace_mask
+        >>> from graphwire.wiring.rules import replace_mask
         >>> mask = torch.tensor([True, False, True])
         >>> replace_mask(mask, torch.tensor([False, True, True])), mask.tolist()
         ((1, 1), [False, True, True])
@@ -277,10 +278,10 @@ class TargetedDropout(WiringRule):
         return f"TargetedDropout(rho={self.rho})"
 
 
-#: Wiring rules by name.
-RULES: dict[str, type[WiringRule]] = {
-    r.name: r for r in (DNW, DNWNoUpdate, RandomGraph, Complete, Frozen, TargetedDropout)
-}
+#: Wiring rules by name (read-only: pass an instance of your own WiringRule subclass).
+RULES: Mapping[str, type[WiringRule]] = MappingProxyType(
+    {r.name: r for r in (DNW, DNWNoUpdate, RandomGraph, Complete, Frozen, TargetedDropout)}
+)
 
 
 def make_rule(rule: str | WiringRule) -> WiringRule:

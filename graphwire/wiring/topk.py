@@ -111,7 +111,7 @@ def apportion(total: int, sizes: Sequence[int]) -> list[int]:
     """Split ``total`` over scopes in proportion to ``sizes`` (largest remainder).
 
     Example:
-        >>> from graphwire.wiring import apportion
+        >>> from graphwire.wiring.topk import apportion
         >>> apportion(10, [1, 1, 2])
         [3, 2, 5]
     """

@@ -3,7 +3,8 @@ import torch
 
 from graphwire import SelectionError, WiredGraph
 from graphwire.graph import layered_dag
-from graphwire.wiring import apportion, resolve_budget, select_topk
+from graphwire.wiring import resolve_budget, select_topk
+from graphwire.wiring.topk import apportion
 
 
 def test_select_topk_exact_with_ties():

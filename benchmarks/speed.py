@@ -447,6 +447,58 @@ def selection_point(args, device: torch.device) -> dict:
     }
 
 
+def sparse_candidates(n: int, fan_in: int, n_in: int, n_out: int, seed: int = 0):
+    """A cyclic graph of ``n`` nodes where each non-input node has ``fan_in`` candidates.
+
+    A chain ``v - 1 -> v`` keeps every output reachable; the other sources are random.
+    Its dense recurrent block holds about ``n / fan_in`` entries per candidate edge.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    dst = torch.arange(n_in, n).repeat_interleave(fan_in)
+    src = torch.randint(0, n, (dst.numel(),), generator=gen)
+    src[::fan_in] = dst[::fan_in] - 1  # the chain
+    pairs = torch.unique(torch.stack([src, dst]), dim=1)
+    return graphwire.ChannelGraph(pairs, n, inputs=range(n_in), outputs=range(n - n_out, n))
+
+
+def crossover_points(args, device: torch.device) -> list[dict]:
+    """Dense against reference backend as the candidate set thins (``backend="auto"``)."""
+    from graphwire.lowering import dense_fill
+
+    n, batch = (128, 8) if args.quick else (512, 64)
+    fans = (32, 4) if args.quick else (256, 64, 16, 4, 1)
+    rows = []
+    for fan_in in fans:
+        graph = sparse_candidates(n, fan_in, 16, 8)
+        kw = dict(node_op="relu", mode="discrete", steps=3, density=0.5, seed=0)
+        nets = {b: WiredGraph(graph, backend=b, **kw).to(device) for b in ("dense", "reference")}
+        x = torch.randn(batch, 16, device=device)
+        fns = {}
+        for name, net in nets.items():
+            opt = DNWOptimizer(net, torch.optim.SGD(net.parameters(), lr=1e-3))
+
+            def step(net=net, opt=opt, x=x):
+                opt.zero_grad()
+                net(x).pow(2).mean().backward()
+                opt.step()
+
+            fns[name] = step
+        times = timed(fns, args.repeats, device)
+        auto = WiredGraph(graph, **kw).backend
+        rows.append(
+            {
+                "nodes": n,
+                "fan_in": fan_in,
+                "candidates": graph.num_edges,
+                "fill": dense_fill(graph, "discrete"),
+                "dense_train_ms": times["dense"] * 1e3,
+                "reference_train_ms": times["reference"] * 1e3,
+                "auto_picks": auto,
+            }
+        )
+    return rows
+
+
 def profile_selection(args, device: torch.device, path: Path) -> None:
     """Write where one compiled training step of the selection graph spends its time."""
     from torch.profiler import ProfilerActivity, profile, record_function
@@ -500,6 +552,25 @@ def write_markdown(path: Path, result: dict) -> None:
             f"{r['median_ms']:.2f} | {r['speedup_vs_masked_dense']:.2f}x | {peak} | {frac} |"
         )
     lines += ["", *target_lines(result["rows"])]
+    cross = result.get("crossover")
+    if cross:
+        lines += [
+            "",
+            '`backend="auto"`: dense against reference training step (discrete time, 3 '
+            "steps, vector nodes, 50% of candidates kept) as the candidate set thins; `fill` is "
+            "dense block entries per candidate edge.",
+            "",
+            "| nodes | fan-in | candidates | fill | dense ms | reference ms | faster "
+            "| auto picks |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for c in cross:
+            faster = "dense" if c["dense_train_ms"] <= c["reference_train_ms"] else "reference"
+            lines.append(
+                f"| {c['nodes']} | {c['fan_in']} | {c['candidates']:,} | {c['fill']:.1f} | "
+                f"{c['dense_train_ms']:.2f} | {c['reference_train_ms']:.2f} | {faster} | "
+                f"{c['auto_picks']} |"
+            )
     s = result.get("selection")
     if s:
         lines += [
@@ -572,6 +643,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
     parser.add_argument("--no-selection", action="store_true", help="skip the 10M selection row")
     parser.add_argument(
+        "--no-crossover", action="store_true", help="skip the dense/reference crossover rows"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="only profile the selection graph's training step"
     )
     parser.add_argument(
@@ -610,6 +684,8 @@ def run(args: argparse.Namespace) -> int:
         save(args.out, result)  # after every point: a long run keeps what it measured
     if not args.no_selection:
         result["selection"] = selection_point(args, device)
+    if not args.no_crossover:
+        result["crossover"] = crossover_points(args, device)
     save(args.out, result)
     print((args.out / "results.md").read_text())
     return 0

@@ -22,3 +22,17 @@ def test_quick_speed_suite_runs_and_default_paths_match_reference(tmp_path):
     text = (tmp_path / "results.md").read_text()
     assert text.count("|") > 100 and "default / frozen" in text
     assert (tmp_path / "time_vs_density.png").stat().st_size > 0
+
+
+def test_crossover_rows_cover_both_backends(tmp_path):
+    from benchmarks.speed import sparse_candidates
+
+    g = sparse_candidates(64, 4, 8, 4)
+    assert int((g.in_degree[8:] > 0).sum()) == 56  # every non-input node has candidates
+    argv = ["speed", "--quick", "--cases", "layer256", "--repeats", "1", "--no-selection"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    cross = json.loads((tmp_path / "results.json").read_text())["crossover"]
+    assert [c["fan_in"] for c in cross] == [32, 4]
+    assert cross[0]["fill"] < cross[1]["fill"]
+    assert all(c["dense_train_ms"] > 0 and c["reference_train_ms"] > 0 for c in cross)
+    assert "auto picks" in (tmp_path / "results.md").read_text()

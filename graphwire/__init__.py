@@ -11,10 +11,12 @@ The flow of the package mirrors the flow of the method:
 
 from graphwire.errors import (
     CheckpointError,
+    ConfigError,
     CycleError,
     DataError,
     EdgeIndexError,
     GraphError,
+    GraphwireError,
     ReachabilityError,
     SelectionError,
 )
@@ -33,6 +35,7 @@ __all__ = [
     "ODESolver",
     "compile",
     "count",
+    "GraphwireError",
     "GraphError",
     "EdgeIndexError",
     "CycleError",
@@ -40,6 +43,7 @@ __all__ = [
     "SelectionError",
     "CheckpointError",
     "DataError",
+    "ConfigError",
     "Trainer",
     "TrainConfig",
     "OptimizerConfig",

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from graphwire._utils import choose, describe
-from graphwire.errors import CycleError, EdgeIndexError, ReachabilityError
+from graphwire.errors import ConfigError, CycleError, EdgeIndexError, ReachabilityError
 
 __all__ = ["ChannelGraph", "MODES"]
 
@@ -160,9 +160,10 @@ class ChannelGraph:
             EdgeIndexError: bad shape, dtype, range, duplicates, self-loops, weights.
             CycleError: a cycle in ``mode="dag"`` (the message names one).
             ReachabilityError: an output node that no input node reaches.
+            ConfigError: an unknown ``mode``.
         """
         if mode is not None:
-            choose("mode", mode, MODES, EdgeIndexError)
+            choose("mode", mode, MODES, ConfigError)
         if self._state_key(mode) in self.__dict__.get("_validated", ()):
             return
         self._check(mode)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from graphwire.errors import GraphError
+from graphwire.errors import ConfigError
 from graphwire.training.config import OptimizerConfig, ScheduleConfig
 from graphwire.wiring import DNWOptimizer, Rewirable
 
@@ -94,7 +94,7 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> Optimizer:
     """
     groups = parameter_groups(model, config)
     if not groups:
-        raise GraphError("model has no trainable parameters; there is nothing to optimise.")
+        raise ConfigError("model has no trainable parameters; there is nothing to optimise.")
     sgd = torch.optim.SGD(
         groups,
         lr=config.lr,
@@ -129,7 +129,7 @@ class LRSchedule:
 
     def __init__(self, config: ScheduleConfig, steps_per_epoch: int, epochs: int):
         if steps_per_epoch <= 0 or epochs <= 0:
-            raise GraphError(
+            raise ConfigError(
                 f"LRSchedule needs positive steps_per_epoch and epochs; got {steps_per_epoch} "
                 f"and {epochs} (is the training set empty?)."
             )

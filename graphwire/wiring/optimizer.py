@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from graphwire._utils import describe
-from graphwire.errors import CheckpointError, GraphError
+from graphwire.errors import CheckpointError, ConfigError
 
 __all__ = ["DNWOptimizer", "Rewirable"]
 
@@ -51,7 +51,7 @@ def _find_wired(model_or_modules: Any) -> dict[str, Rewirable]:
         items = list(model_or_modules)
         if all(isinstance(m, Rewirable) for m in items):
             return {str(i): m for i, m in enumerate(items)}
-    raise GraphError(
+    raise ConfigError(
         f"model_or_params must be an nn.Module containing wired graphs, or an iterable of "
         f"wired modules; got {describe(model_or_modules)}. Pass the model itself, e.g. "
         "DNWOptimizer(model, torch.optim.SGD(model.parameters(), lr=0.1))."
@@ -105,19 +105,19 @@ class DNWOptimizer(Optimizer):
 
     def __init__(self, model_or_params: nn.Module | Iterable[nn.Module], base_optimizer: Optimizer):
         if not isinstance(base_optimizer, Optimizer):
-            raise GraphError(
+            raise ConfigError(
                 f"base_optimizer must be a torch.optim.Optimizer; got {describe(base_optimizer)}."
             )
         self.wired = _find_wired(model_or_params)
         if not self.wired:
-            raise GraphError(
+            raise ConfigError(
                 "model_or_params holds no wired module (WiredGraph or a compiled one); there is "
                 "nothing for DNWOptimizer to re-select. Use the base optimizer alone."
             )
         managed = {id(p) for group in base_optimizer.param_groups for p in group["params"]}
         for name, module in self.wired.items():
             if id(module.weight) not in managed:
-                raise GraphError(
+                raise ConfigError(
                     f"base_optimizer does not update the edge weights of wired module "
                     f"{name or '<root>'!r}; build it from model.parameters()."
                 )

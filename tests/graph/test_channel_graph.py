@@ -11,10 +11,25 @@ def ei(*pairs):
     return torch.tensor(pairs, dtype=torch.long).t()
 
 
-def test_exceptions_are_value_errors():
-    for cls in (EdgeIndexError, CycleError, ReachabilityError, graphwire.SelectionError):
+def test_exception_hierarchy_is_rooted_at_graphwire_error():
+    for cls in (EdgeIndexError, CycleError, ReachabilityError):
         assert issubclass(cls, GraphError)
-    assert issubclass(GraphError, ValueError)
+    for cls in (
+        GraphError,
+        graphwire.SelectionError,
+        graphwire.CheckpointError,
+        graphwire.DataError,
+        graphwire.ConfigError,
+    ):
+        assert cls.__bases__ == (graphwire.GraphwireError,)
+    # not graph problems: a bad learning rate is no GraphError
+    for cls in (graphwire.SelectionError, graphwire.CheckpointError, graphwire.DataError):
+        assert not issubclass(cls, GraphError)
+    assert not issubclass(graphwire.ConfigError, GraphError)
+    assert graphwire.GraphwireError.__bases__ == (ValueError,)
+    import graphwire.errors as errors
+
+    assert set(errors.__all__) <= set(graphwire.__all__)
 
 
 def test_good_graph_passes_every_mode():
@@ -121,7 +136,9 @@ def test_groups_must_be_disjoint_and_cover():
 
 def test_unknown_mode_lists_valid():
     g = ChannelGraph(ei((0, 1)), 2, inputs=[0], outputs=[1])
-    with pytest.raises(EdgeIndexError, match="'continuous', 'dag', 'discrete'"):
+    with pytest.raises(
+        graphwire.ConfigError, match="mode='ode' is not known; expected one of 'continuous', 'dag'"
+    ):
         g.validate("ode")
 
 

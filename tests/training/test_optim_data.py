@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from graphwire import DataError, DNWOptimizer, GraphError
+from graphwire import ConfigError, DataError, DNWOptimizer, GraphError
 from graphwire.training import (
     DistInfo,
     LRSchedule,
@@ -38,10 +38,14 @@ def test_cosine_decays_per_iteration_to_min_lr():
 
 
 def test_bad_schedule_and_config_name_the_problem():
-    with pytest.raises(GraphError, match="'cosine'"):
+    with pytest.raises(ConfigError, match="'cosine'"):
         ScheduleConfig("linear")
-    with pytest.raises(GraphError, match="epochs"):
+    with pytest.raises(ConfigError, match="epochs"):
         TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match="OptimizerConfig.lr must be positive; got -0.1"):
+        OptimizerConfig(lr=-0.1)
+    for err in (ConfigError, DataError):
+        assert not issubclass(err, GraphError)
 
 
 def test_parameter_groups_split_edges_decay_and_no_decay(small_wired):

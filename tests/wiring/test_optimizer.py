@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from graphwire import CheckpointError, DNWOptimizer, GraphError, WiredGraph
+from graphwire import CheckpointError, ConfigError, DNWOptimizer, WiredGraph
 from graphwire.graph import bipartite, layered_dag
 
 
@@ -90,13 +90,13 @@ def test_load_without_mask_selects_from_weights():
 
 def test_errors():
     net, opt = make()
-    with pytest.raises(GraphError, match="does not update the edge weights of wired module '0'"):
+    with pytest.raises(ConfigError, match="does not update the edge weights of wired module '0'"):
         DNWOptimizer(net, torch.optim.SGD(net[1].parameters(), lr=0.1))
-    with pytest.raises(GraphError, match="holds no wired module"):
+    with pytest.raises(ConfigError, match="holds no wired module"):
         DNWOptimizer(
             torch.nn.Linear(2, 2), torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
         )
-    with pytest.raises(GraphError, match="must be a torch.optim.Optimizer"):
+    with pytest.raises(ConfigError, match="must be a torch.optim.Optimizer"):
         DNWOptimizer(net, "sgd")
     state = opt.state_dict()
     state["masks"]["0"] = torch.ones(3, dtype=torch.bool)

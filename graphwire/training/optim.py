@@ -16,7 +16,25 @@ from graphwire.wiring import DNWOptimizer, Rewirable
 
 __all__ = ["parameter_groups", "build_optimizer", "LRSchedule", "build_scheduler"]
 
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+#: Normalisation layers whose parameters (InstanceNorm's only with ``affine=True``) go to
+#: the ``"no_decay"`` group; public classes only, the Lazy variants included.
+_NORMS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.LazyBatchNorm1d,
+    nn.LazyBatchNorm2d,
+    nn.LazyBatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+    nn.LazyInstanceNorm1d,
+    nn.LazyInstanceNorm2d,
+    nn.LazyInstanceNorm3d,
+    nn.GroupNorm,
+    nn.LayerNorm,
+)
 
 
 def parameter_groups(model: nn.Module, config: OptimizerConfig) -> list[dict[str, Any]]:

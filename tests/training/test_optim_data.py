@@ -105,3 +105,23 @@ def test_missing_data_sets_say_what_and_where(tmp_path):
     for fn in (load_cifar10, load_imagenet):
         with pytest.raises(DataError, match="torchvision|not found"):
             fn(tmp_path)
+
+
+def test_normalisation_parameters_go_to_no_decay_by_public_class():
+    model = nn.Sequential(
+        nn.Linear(6, 6),
+        nn.BatchNorm1d(6),
+        nn.LayerNorm((2, 3)),  # a 2-D weight: found by its class, not its shape
+        nn.GroupNorm(2, 6),
+        nn.InstanceNorm1d(6, affine=True),
+        nn.SyncBatchNorm(6),
+    )
+    groups = {
+        g["name"]: g for g in parameter_groups(model, OptimizerConfig(no_decay_norm_bias=True))
+    }
+    assert [id(p) for p in groups["decay"]["params"]] == [id(model[0].weight)]
+    norm_params = {id(p) for m in list(model)[1:] for p in m.parameters()}
+    assert norm_params | {id(model[0].bias)} == {id(p) for p in groups["no_decay"]["params"]}
+    import graphwire.training.optim as optim
+
+    assert all(not n.__name__.startswith("_") for n in optim._NORMS)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -232,6 +234,8 @@ class Trainer:
         """
         cfg = self.config
         if self._fresh:
+            random.seed(cfg.seed)
+            np.random.seed(cfg.seed)  # noqa: NPY002 (the legacy global generator users draw from)
             torch.manual_seed(cfg.seed)
             self._fresh = False
             if self.info.is_main and cfg.metrics_path:

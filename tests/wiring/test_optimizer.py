@@ -129,3 +129,45 @@ def test_compiled_module_loads_state_dict_and_selects_when_mask_missing():
     other = graphwire.compile(make(seed=8)[0][0], mode="train")
     other.load_state_dict(no_mask)
     assert torch.equal(other.edge_mask, net[0].edge_mask)
+
+
+def _wrapped(lr=0.1):
+    net = WiredGraph(layered_dag([2, 4, 2]), node_op="relu", density=0.5, seed=0)
+    return net, DNWOptimizer(net, torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9))
+
+
+def test_wrapper_has_every_attribute_torch_gives_an_optimizer():
+    net, opt = _wrapped()
+    plain = torch.optim.SGD(net.parameters(), lr=0.1)
+    assert set(vars(plain)) - {"param_groups", "state"} <= set(vars(opt))
+    assert opt.param_groups is opt.base_optimizer.param_groups
+    assert opt.state is opt.base_optimizer.state
+    assert len(opt.param_groups) == 1  # torch's __init__ added nothing to the base
+
+
+def test_torch_hook_apis_work_on_the_wrapper():
+    net, opt = _wrapped()
+    calls = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: calls.append(("pre", o is opt)))
+    opt.register_step_post_hook(lambda o, args, kwargs: calls.append(("post", o.steps)))
+    opt.register_state_dict_pre_hook(lambda o: calls.append("sd_pre"))
+    opt.register_state_dict_post_hook(lambda o, sd: {**sd, "tag": 7})
+    opt.register_load_state_dict_pre_hook(lambda o, sd: calls.append(("load_pre", sd["tag"])))
+    opt.register_load_state_dict_post_hook(lambda o: calls.append("load_post"))
+    net(torch.randn(4, 2)).pow(2).mean().backward()
+    opt.step()
+    state = opt.state_dict()
+    assert state["tag"] == 7 and set(state) >= {"base", "masks", "steps", "swaps_total"}
+    opt.load_state_dict(state)
+    assert calls == [("pre", True), ("post", 1), "sd_pre", ("load_pre", 7), "load_post"]
+
+
+def test_scheduler_and_lr_through_the_wrapper_reach_the_base():
+    net, opt = _wrapped(lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    net(torch.randn(4, 2)).pow(2).mean().backward()
+    opt.step()
+    sched.step()
+    assert opt.base_optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+    opt.param_groups[0]["lr"] = 0.01
+    assert opt.base_optimizer.param_groups[0]["lr"] == 0.01

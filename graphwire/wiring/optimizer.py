@@ -191,8 +191,8 @@ class DNWOptimizer(Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """The base optimizer's state, every wired module's mask, and the swap counters.
 
-        Hooks registered with :meth:`register_state_dict_pre_hook` and
-        :meth:`register_state_dict_post_hook` run as on any optimizer.
+        Hooks registered with ``register_state_dict_pre_hook`` and
+        ``register_state_dict_post_hook`` run as on any optimizer.
         """
         for pre_hook in self._optimizer_state_dict_pre_hooks.values():
             pre_hook(self)
@@ -211,8 +211,8 @@ class DNWOptimizer(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the base optimizer and the masks written by :meth:`state_dict`.
 
-        Hooks registered with :meth:`register_load_state_dict_pre_hook` and
-        :meth:`register_load_state_dict_post_hook` run as on any optimizer.
+        Hooks registered with ``register_load_state_dict_pre_hook`` and
+        ``register_load_state_dict_post_hook`` run as on any optimizer.
 
         Raises:
             CheckpointError: if the modules or mask shapes do not match this model.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,7 +288,9 @@ def workers_for(args: argparse.Namespace) -> int:
     """Parallel runs: one per CPU on CPU, one under torchrun or on a GPU."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return 1
-    if args.device and args.device.startswith("cuda") or torch.cuda.is_available():
+    # an explicit --device decides; without one, a visible GPU is where the runs go
+    on_gpu = args.device.startswith("cuda") if args.device else torch.cuda.is_available()
+    if on_gpu:
         return 1
     return args.workers or os.cpu_count() or 1
 
@@ -446,8 +447,3 @@ def run(args: argparse.Namespace) -> int:
     """Run the suite."""
     run_suite(args)
     return 0
-
-
-def summary_json(rows: list[dict[str, Any]]) -> str:
-    """The rows as JSON text."""
-    return json.dumps(rows, indent=2)

@@ -47,6 +47,7 @@ __all__ = [
     "SelectionError",
     "CheckpointError",
     "DataError",
+    "ConfigError",
     "Trainer",
     "TrainConfig",
     "OptimizerConfig",

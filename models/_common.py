@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from graphwire import GraphError
+from graphwire import SelectionError
 from graphwire.wiring import WiringRule, make_rule
 
 __all__ = ["seeded", "budget_kwargs"]
@@ -42,7 +42,7 @@ def budget_kwargs(
     The defaults are used when neither ``k`` nor ``density`` is given.
     """
     if k is not None and density is not None:
-        raise GraphError(f"give k or density, not both; got k={k!r}, density={density!r}.")
+        raise SelectionError(f"give k or density, not both; got k={k!r}, density={density!r}.")
     if not make_rule(rule).uses_budget:
         return {}
     if k is None and density is None:

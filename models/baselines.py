@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from graphwire import GraphError
+from graphwire import CheckpointError, ConfigError
 from graphwire.wiring import Frozen, SharedBudget, WiredModule
 
 __all__ = ["fine_tune_from", "lottery_ticket", "freeze_masks"]
@@ -38,7 +38,7 @@ def _load_weights(model: nn.Module, state: Mapping[str, Tensor]) -> None:
     result = model.load_state_dict(_weights(state), strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("edge_mask")]
     if missing or result.unexpected_keys:
-        raise GraphError(
+        raise CheckpointError(
             f"the state does not fit the model built by build: missing {missing[:5]}, unexpected "
             f"{list(result.unexpected_keys)[:5]}. Build the same architecture and sizes."
         )
@@ -63,7 +63,7 @@ def _topk_of(trained: nn.Module, build: Callable[[], nn.Module]) -> nn.Module:
     model = build()
     wired = [m for m in model.modules() if isinstance(m, WiredModule)]
     if not wired or not all(m.rule.reselects for m in wired):
-        raise GraphError(
+        raise ConfigError(
             "build must return a model whose wired modules select by magnitude (rule='dnw'), "
             "so that the trained weights' top-k becomes the mask; got rules "
             f"{sorted({m.rule.name for m in wired})}."

@@ -8,12 +8,20 @@ from typing import Any
 
 from torch import nn
 
-from graphwire import GraphError
-from graphwire._utils import choose
+from graphwire import ConfigError
 
 __all__ = ["register_model", "create_model", "list_models", "model_defaults"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def _lookup(name: str) -> Callable[..., nn.Module]:
+    """The builder registered as ``name``; on a miss a ConfigError listing the valid names."""
+    try:
+        return _MODELS[name]
+    except (KeyError, TypeError):
+        valid = ", ".join(repr(k) for k in sorted(_MODELS))
+        raise ConfigError(f"model={name!r} is not known; expected one of {valid}.") from None
 
 
 def register_model(
@@ -34,7 +42,7 @@ def register_model(
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or fn.__name__
         if key in _MODELS and _MODELS[key] is not fn:
-            raise GraphError(f"model name {key!r} is already registered; choose another name.")
+            raise ConfigError(f"model name {key!r} is already registered; choose another name.")
         _MODELS[key] = fn
         return fn
 
@@ -60,7 +68,7 @@ def model_defaults(name: str) -> dict[str, Any]:
         >>> model_defaults("tiny_static")["num_nodes"]
         800
     """
-    fn = choose("model", name, _MODELS, GraphError)
+    fn = _lookup(name)
     return {
         p.name: p.default
         for p in inspect.signature(fn).parameters.values()
@@ -72,7 +80,7 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build the model registered as ``name`` with some settings overridden.
 
     Raises:
-        GraphError: for an unknown name (the message lists the valid ones) or a setting the
+        ConfigError: for an unknown name (the message lists the valid ones) or a setting the
             model does not take (the message lists those it takes).
 
     Example:
@@ -82,11 +90,11 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
         >>> type(net).__name__
         'TinyClassifier'
     """
-    fn = choose("model", name, _MODELS, GraphError)
+    fn = _lookup(name)
     accepted = model_defaults(name)
     unknown = sorted(set(overrides) - set(accepted))
     if unknown:
-        raise GraphError(
+        raise ConfigError(
             f"model {name!r} takes no setting {', '.join(map(repr, unknown))}; it takes "
             f"{', '.join(sorted(accepted))}."
         )

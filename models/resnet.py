@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from graphwire import GraphError
+from graphwire import ConfigError
 from graphwire.layers import sparsify
 from graphwire.wiring import WiringRule
 from models._common import budget_kwargs, seeded
@@ -181,7 +181,7 @@ def resnet_cifar(
 ) -> ResNet:
     """A CIFAR ResNet (depth ``6n + 2``, widths ``width``, 2x, 4x), wired per layer."""
     if (depth - 2) % 6:
-        raise GraphError(f"depth must be 6n + 2 (8, 14, 20, 32, ...); got {depth}.")
+        raise ConfigError(f"depth must be 6n + 2 (8, 14, 20, 32, ...); got {depth}.")
     n = (depth - 2) // 6
     with seeded(seed):
         model = ResNet(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from graphwire import ChannelGraph, GraphError
+from graphwire import ChannelGraph, ConfigError
 from graphwire.layers import WiredLinear
 from graphwire.wiring import SharedBudget, WiringRule
 from models._common import budget_kwargs, seeded
@@ -78,7 +78,7 @@ class GraphRNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``[B, T, in_features]`` sequences -> ``[B, num_classes]`` logits."""
         if x.dim() != 3:
-            raise GraphError(f"x must be [B, T, features]; got shape {list(x.shape)}.")
+            raise ConfigError(f"x must be [B, T, features]; got shape {list(x.shape)}.")
         drive = self.input_edges(x)  # [B, T, N]
         h = drive.new_zeros(x.shape[0], drive.shape[-1])  # [B, N]
         for t in range(x.shape[1]):

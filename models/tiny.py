@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from graphwire import ChannelGraph, GraphError, ODESolver, WiredGraph
+from graphwire import ChannelGraph, ConfigError, ODESolver, WiredGraph
 from graphwire.graph import complete_digraph, layered_dag
 from graphwire.wiring import WiringRule
 from models._common import budget_kwargs, seeded
@@ -72,7 +72,7 @@ def static_graph(num_nodes: int, inputs: int, readout: int, blocks: int = 4) -> 
     """
     rest = num_nodes - inputs
     if rest < blocks or readout > rest:
-        raise GraphError(
+        raise ConfigError(
             f"num_nodes={num_nodes} leaves {rest} nodes after the {inputs} input nodes; need at "
             f"least blocks={blocks} and readout={readout}. Raise num_nodes."
         )

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphwire._utils import choose, describe
-from graphwire.errors import GraphError
+from graphwire.errors import ConfigError, GraphError
 
 __all__ = [
     "NodeOp",
@@ -78,7 +78,7 @@ class Activation(NodeOp):
 
     def __init__(self, num_nodes: int, activation: str = "relu", bias: bool = True):
         super().__init__()
-        self.fn = choose("activation", activation, self._FUNCTIONS, GraphError)
+        self.fn = choose("activation", activation, self._FUNCTIONS, ConfigError)
         self.activation = activation
         self.bias = nn.Parameter(torch.zeros(num_nodes)) if bias else None
 
@@ -204,7 +204,7 @@ def make_node_op(
         group_id: The graph's ``[N]`` group ids, for a mapping ``spec``.
 
     Raises:
-        GraphError: for an unknown name (listing the valid ones) or a mapping that does
+        ConfigError: for an unknown name (listing the valid ones) or a mapping that does
             not match the graph's groups.
 
     Example:
@@ -214,22 +214,22 @@ def make_node_op(
     """
     if isinstance(spec, Mapping):
         if group_id is None or set(spec) != set(group_names):
-            raise GraphError(
+            raise ConfigError(
                 f"node_op as a mapping needs one entry per node group {list(group_names)}; got "
                 f"keys {sorted(spec)}."
             )
         ops = [make_node_op(spec[name], num_nodes) for name in group_names]
         return GroupedNodeOp(ops, group_id)
     if isinstance(spec, str):
-        return choose("node_op", spec, NODE_OPS, GraphError)(num_nodes)
+        return choose("node_op", spec, NODE_OPS, ConfigError)(num_nodes)
     if callable(spec):
         op = spec(num_nodes)
         if not isinstance(op, nn.Module):
-            raise GraphError(
+            raise ConfigError(
                 f"node_op factory must return an nn.Module taking (x, nodes); got {describe(op)}."
             )
         return op
-    raise GraphError(
+    raise ConfigError(
         f"node_op must be a name ({', '.join(sorted(NODE_OPS))}), a factory num_nodes -> module, "
         f"or a mapping from group name to either; got {describe(spec)}."
     )

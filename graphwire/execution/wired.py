@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from graphwire._utils import choose, describe
-from graphwire.errors import ConfigError, GraphError, SelectionError
+from graphwire.errors import ConfigError, SelectionError
 from graphwire.execution.node_ops import NodeOpSpec, make_node_op
 from graphwire.execution.reference import ReferenceExecutor
 from graphwire.graph.channel_graph import MODES, ChannelGraph
@@ -102,8 +102,8 @@ class WiredGraph(WiredModule):
     ) -> None:
         super().__init__()
         if not isinstance(graph, ChannelGraph):
-            raise GraphError(f"graph must be a graphwire.ChannelGraph; got {describe(graph)}.")
-        choose("mode", mode, MODES, GraphError)
+            raise ConfigError(f"graph must be a graphwire.ChannelGraph; got {describe(graph)}.")
+        choose("mode", mode, MODES, ConfigError)
         choose("scope", scope, dict.fromkeys(SCOPES), SelectionError)
         choose("backend", backend, dict.fromkeys(BACKENDS), ConfigError)
         graph.validate(mode=mode)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from graphwire._utils import choose, describe
-from graphwire.errors import ConfigError, GraphError
+from graphwire.errors import ConfigError
 from graphwire.execution.wired import WiredGraph
 from graphwire.lowering import CompiledGraph
 
@@ -69,8 +69,9 @@ def compile(module: nn.Module, *, kernel: str = "auto", mode: str | None = None)
 
     Raises:
         ConfigError: for an unknown ``mode`` or ``kernel``.
-        GraphError: for a module holding no ``WiredGraph`` (or one already compiled), an
-            empty selection, or no output reachable under the selection
+        ConfigError: for a ``module`` that is not a module, holds no ``WiredGraph``, or is
+            already compiled.
+        GraphError: for an empty selection, or no output reachable under the selection
             (:class:`~graphwire.ReachabilityError`).
 
     Example:
@@ -88,18 +89,18 @@ def compile(module: nn.Module, *, kernel: str = "auto", mode: str | None = None)
         choose("mode", mode, dict.fromkeys(_MODES), ConfigError)
     choose("kernel", kernel, dict.fromkeys(CompiledGraph.kernels), ConfigError)
     if not isinstance(module, nn.Module):
-        raise GraphError(
+        raise ConfigError(
             f"module must be a graphwire.WiredGraph or an nn.Module containing some; got "
             f"{describe(module)}."
         )
     if isinstance(module, CompiledGraph):
-        raise GraphError(
+        raise ConfigError(
             f"module is already compiled ({type(module).__name__}); compile the source "
             "WiredGraph instead."
         )
     wired = [m for m in module.modules() if isinstance(m, WiredGraph)]
     if not wired:
-        raise GraphError(
+        raise ConfigError(
             f"module {type(module).__name__} holds no graphwire.WiredGraph, so there is nothing "
             "to compile; use torch.compile for ordinary modules."
         )

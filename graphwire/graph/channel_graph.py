@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Union
@@ -10,15 +12,44 @@ import torch
 from torch import Tensor
 
 from graphwire._utils import choose, describe
-from graphwire.errors import CycleError, EdgeIndexError, ReachabilityError
+from graphwire.errors import ConfigError, CycleError, EdgeIndexError, ReachabilityError
 
 __all__ = ["ChannelGraph", "MODES"]
 
 #: Execution modes a graph can be validated for, and whether each allows cycles.
 MODES: dict[str, bool] = {"dag": False, "discrete": True, "continuous": True}
 
+#: Bytes a graph's checks hold per node at once: int64 in-degrees and group ids, and the
+#: boolean masks of the reachability and topological passes.
+BYTES_PER_NODE = 32
+
+#: The most nodes a graph can have: edge ``(u, v)`` is keyed ``u * N + v`` in int64.
+MAX_NODES = math.isqrt(2**63 - 1)
+
 NodeSet = Union[Tensor, Sequence[int], range]
 Groups = Union[Mapping[str, NodeSet], Sequence[NodeSet], Tensor, None]
+
+
+def _memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes, or ``None`` where it cannot be read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_num_nodes(num_nodes: int) -> None:
+    """Refuse a ``num_nodes`` whose per-node tensors cannot exist, before allocating any."""
+    need = BYTES_PER_NODE * num_nodes
+    have = _memory_bytes()
+    if num_nodes > MAX_NODES or (have is not None and need > have):
+        limit = f"this machine has {have / 2**30:.1f} GiB" if have else "memory is limited"
+        raise EdgeIndexError(
+            f"num_nodes={num_nodes} is too large: a graph holds about {BYTES_PER_NODE} bytes per "
+            f"node, {need / 2**30:.1f} GiB here, and {limit} (at most {MAX_NODES} nodes fit the "
+            "int64 edge keys). Check num_nodes for a typo; it should be the number of nodes, "
+            "e.g. int(edge_index.max()) + 1."
+        )
 
 
 def _as_nodes(name: str, nodes: NodeSet, num_nodes: int) -> Tensor:
@@ -127,6 +158,7 @@ class ChannelGraph:
                 f"num_nodes must be a positive int; got {describe(num_nodes)}. An empty graph "
                 "has nothing to wire."
             )
+        _check_num_nodes(num_nodes)
         if not isinstance(edge_index, Tensor):
             raise EdgeIndexError(
                 f"edge_index must be a torch.Tensor of shape [2, E] and dtype int64; got "
@@ -160,9 +192,10 @@ class ChannelGraph:
             EdgeIndexError: bad shape, dtype, range, duplicates, self-loops, weights.
             CycleError: a cycle in ``mode="dag"`` (the message names one).
             ReachabilityError: an output node that no input node reaches.
+            ConfigError: an unknown ``mode``.
         """
         if mode is not None:
-            choose("mode", mode, MODES, EdgeIndexError)
+            choose("mode", mode, MODES, ConfigError)
         if self._state_key(mode) in self.__dict__.get("_validated", ()):
             return
         self._check(mode)

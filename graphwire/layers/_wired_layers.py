@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphwire._utils import choose, describe
-from graphwire.errors import GraphError, SelectionError
+from graphwire.errors import ConfigError, GraphError, SelectionError
 from graphwire.graph.channel_graph import ChannelGraph
 from graphwire.wiring.budget import SharedBudget
 from graphwire.wiring.module import WiredModule
@@ -317,7 +317,8 @@ def sparsify(
         The network with wired layers (``module`` itself when ``inplace``).
 
     Raises:
-        GraphError: if there is no layer to convert, or ``scope`` is unknown.
+        ConfigError: if ``module`` is not a module or has no layer to convert.
+        SelectionError: for an unknown ``scope``.
 
     Example:
         >>> import torch
@@ -331,13 +332,13 @@ def sparsify(
     """
     choose("scope", scope, dict.fromkeys(SPARSIFY_SCOPES), SelectionError)
     if not isinstance(module, nn.Module):
-        raise GraphError(f"module must be an nn.Module; got {describe(module)}.")
+        raise ConfigError(f"module must be an nn.Module; got {describe(module)}.")
     model = module if inplace else copy.deepcopy(module)
     targets = [(name, m) for name, m in model.named_modules() if type(m) in _WIRED_OF]
     if keep_first_dense:
         targets = targets[1:]
     if not targets:
-        raise GraphError(
+        raise ConfigError(
             f"module has no Linear or Conv1d/2d/3d layer to sparsify"
             f"{' after keeping the first one dense' if keep_first_dense else ''}; got "
             f"{type(module).__name__}. Pass a network that has such layers."

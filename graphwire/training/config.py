@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from graphwire._utils import choose
-from graphwire.errors import GraphError
+from graphwire.errors import ConfigError
 
 __all__ = ["OptimizerConfig", "ScheduleConfig", "TrainConfig", "SCHEDULES"]
 
@@ -46,11 +46,11 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
-            raise GraphError(f"OptimizerConfig.lr must be positive; got {self.lr!r}.")
+            raise ConfigError(f"OptimizerConfig.lr must be positive; got {self.lr!r}.")
         if not 0 <= self.momentum < 1:
-            raise GraphError(f"OptimizerConfig.momentum must be in [0, 1); got {self.momentum!r}.")
+            raise ConfigError(f"OptimizerConfig.momentum must be in [0, 1); got {self.momentum!r}.")
         if self.weight_decay < 0:
-            raise GraphError(
+            raise ConfigError(
                 f"OptimizerConfig.weight_decay must be >= 0; got {self.weight_decay!r}."
             )
 
@@ -82,14 +82,14 @@ class ScheduleConfig:
     min_lr: float = 0.0
 
     def __post_init__(self) -> None:
-        choose("ScheduleConfig.kind", self.kind, dict.fromkeys(SCHEDULES), GraphError)
+        choose("ScheduleConfig.kind", self.kind, dict.fromkeys(SCHEDULES), ConfigError)
         self.milestones = tuple(int(m) for m in self.milestones)
         if list(self.milestones) != sorted(self.milestones):
-            raise GraphError(
+            raise ConfigError(
                 f"ScheduleConfig.milestones must be increasing epochs; got {self.milestones}."
             )
         if self.warmup_epochs < 0:
-            raise GraphError(
+            raise ConfigError(
                 f"ScheduleConfig.warmup_epochs must be >= 0; got {self.warmup_epochs!r}."
             )
 
@@ -145,7 +145,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_every", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise GraphError(f"TrainConfig.{name} must be a positive int; got {value!r}.")
+                raise ConfigError(f"TrainConfig.{name} must be a positive int; got {value!r}.")
         if isinstance(self.optimizer, dict):
             self.optimizer = OptimizerConfig(**self.optimizer)
         if isinstance(self.schedule, dict):

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from graphwire._utils import describe
-from graphwire.errors import CheckpointError, GraphError
+from graphwire.errors import CheckpointError, ConfigError, DataError, GraphwireError
 from graphwire.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from graphwire.training.config import TrainConfig
 from graphwire.training.data import DataSplits, make_loader
@@ -87,7 +89,7 @@ def evaluate(
     model.train(was_training)
     loss_sum, correct, count = all_reduce_sum([loss_sum, correct, count], info)
     if count == 0:
-        raise GraphError("the evaluation loader is empty; there is nothing to evaluate.")
+        raise DataError("the evaluation loader is empty; there is nothing to evaluate.")
     return {"loss": loss_sum / count, "acc": 100.0 * correct / count}
 
 
@@ -140,7 +142,7 @@ class Trainer:
         step_hooks: Sequence[StepHook] = (),
     ) -> None:
         if not isinstance(config, TrainConfig):
-            raise GraphError(f"config must be a TrainConfig; got {describe(config)}.")
+            raise ConfigError(f"config must be a TrainConfig; got {describe(config)}.")
         self.config, self.info = config, info or DistInfo()
         self.device = torch.device(config.device) if config.device else self.info.device
         self.model = unwrap_model(model).to(self.device)
@@ -232,6 +234,8 @@ class Trainer:
         """
         cfg = self.config
         if self._fresh:
+            random.seed(cfg.seed)
+            np.random.seed(cfg.seed)  # noqa: NPY002 (the legacy global generator users draw from)
             torch.manual_seed(cfg.seed)
             self._fresh = False
             if self.info.is_main and cfg.metrics_path:
@@ -288,7 +292,7 @@ class Trainer:
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
-                raise GraphError(
+                raise ConfigError(
                     f"loss became {loss_value} at step {self.step}; lower the learning rate "
                     f"(now {self.scheduler.get_last_lr()[0]:.3g})."
                 )
@@ -309,7 +313,7 @@ class Trainer:
             count += n
             if cfg.verify_masks_every and self.step % cfg.verify_masks_every == 0:
                 if not masks_agree(self.model, self.info):
-                    raise GraphError(
+                    raise GraphwireError(
                         f"edge masks differ across ranks at step {self.step}; the processes "
                         "did not apply the same update (check that every rank runs the same "
                         "model and seed)."

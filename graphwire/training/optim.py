@@ -10,13 +10,31 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from graphwire.errors import GraphError
+from graphwire.errors import ConfigError
 from graphwire.training.config import OptimizerConfig, ScheduleConfig
 from graphwire.wiring import DNWOptimizer, Rewirable
 
 __all__ = ["parameter_groups", "build_optimizer", "LRSchedule", "build_scheduler"]
 
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+#: Normalisation layers whose parameters (InstanceNorm's only with ``affine=True``) go to
+#: the ``"no_decay"`` group; public classes only, the Lazy variants included.
+_NORMS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.LazyBatchNorm1d,
+    nn.LazyBatchNorm2d,
+    nn.LazyBatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+    nn.LazyInstanceNorm1d,
+    nn.LazyInstanceNorm2d,
+    nn.LazyInstanceNorm3d,
+    nn.GroupNorm,
+    nn.LayerNorm,
+)
 
 
 def parameter_groups(model: nn.Module, config: OptimizerConfig) -> list[dict[str, Any]]:
@@ -94,7 +112,7 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> Optimizer:
     """
     groups = parameter_groups(model, config)
     if not groups:
-        raise GraphError("model has no trainable parameters; there is nothing to optimise.")
+        raise ConfigError("model has no trainable parameters; there is nothing to optimise.")
     sgd = torch.optim.SGD(
         groups,
         lr=config.lr,
@@ -129,7 +147,7 @@ class LRSchedule:
 
     def __init__(self, config: ScheduleConfig, steps_per_epoch: int, epochs: int):
         if steps_per_epoch <= 0 or epochs <= 0:
-            raise GraphError(
+            raise ConfigError(
                 f"LRSchedule needs positive steps_per_epoch and epochs; got {steps_per_epoch} "
                 f"and {epochs} (is the training set empty?)."
             )

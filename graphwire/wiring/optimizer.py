@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
@@ -11,7 +10,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from graphwire._utils import describe
-from graphwire.errors import CheckpointError, GraphError
+from graphwire.errors import CheckpointError, ConfigError
 
 __all__ = ["DNWOptimizer", "Rewirable"]
 
@@ -54,7 +53,7 @@ def _find_wired(model_or_modules: Any) -> dict[str, Rewirable]:
         items = list(model_or_modules)
         if all(isinstance(m, Rewirable) for m in items):
             return {str(i): m for i, m in enumerate(items)}
-    raise GraphError(
+    raise ConfigError(
         f"model_or_params must be an nn.Module containing wired graphs, or an iterable of "
         f"wired modules; got {describe(model_or_modules)}. Pass the model itself, e.g. "
         "DNWOptimizer(model, torch.optim.SGD(model.parameters(), lr=0.1))."
@@ -108,33 +107,29 @@ class DNWOptimizer(Optimizer):
 
     def __init__(self, model_or_params: nn.Module | Iterable[nn.Module], base_optimizer: Optimizer):
         if not isinstance(base_optimizer, Optimizer):
-            raise GraphError(
+            raise ConfigError(
                 f"base_optimizer must be a torch.optim.Optimizer; got {describe(base_optimizer)}."
             )
         self.wired = _find_wired(model_or_params)
         if not self.wired:
-            raise GraphError(
+            raise ConfigError(
                 "model_or_params holds no wired module (WiredGraph or a wired layer); there is "
                 "nothing for DNWOptimizer to re-select. Use the base optimizer alone."
             )
         managed = {id(p) for group in base_optimizer.param_groups for p in group["params"]}
         for name, module in self.wired.items():
             if id(module.weight) not in managed:
-                raise GraphError(
+                raise ConfigError(
                     f"base_optimizer does not update the edge weights of wired module "
                     f"{name or '<root>'!r}; build it from model.parameters()."
                 )
+        # torch's own __init__ sets every attribute an Optimizer has (hooks, flags, the
+        # patched step that runs the step hooks); until base_optimizer is set, the groups
+        # and state it builds land in a scratch copy, dropped once they are shared.
+        Optimizer.__init__(self, base_optimizer.param_groups, base_optimizer.defaults)
+        self.__dict__.pop("_own_param_groups", None)
+        self.__dict__.pop("_own_state", None)
         self.base_optimizer = base_optimizer
-        self.defaults = base_optimizer.defaults
-        for hooks in (
-            "_optimizer_step_pre_hooks",
-            "_optimizer_step_post_hooks",
-            "_optimizer_state_dict_pre_hooks",
-            "_optimizer_state_dict_post_hooks",
-            "_optimizer_load_state_dict_pre_hooks",
-            "_optimizer_load_state_dict_post_hooks",
-        ):
-            setattr(self, hooks, OrderedDict())
         self.last_swaps: dict[str, tuple[int, int]] = {}
         self.swaps_total = 0
         self.steps = 0
@@ -142,12 +137,30 @@ class DNWOptimizer(Optimizer):
     @property
     def param_groups(self) -> list[dict[str, Any]]:
         """The base optimizer's parameter groups (shared, so schedulers see them)."""
-        return self.base_optimizer.param_groups
+        base = self.__dict__.get("base_optimizer")
+        return self.__dict__["_own_param_groups"] if base is None else base.param_groups
+
+    @param_groups.setter
+    def param_groups(self, value: list[dict[str, Any]]) -> None:
+        base = self.__dict__.get("base_optimizer")
+        if base is None:
+            self.__dict__["_own_param_groups"] = value
+        else:
+            base.param_groups = value
 
     @property
     def state(self):
         """The base optimizer's per-parameter state (shared)."""
-        return self.base_optimizer.state
+        base = self.__dict__.get("base_optimizer")
+        return self.__dict__["_own_state"] if base is None else base.state
+
+    @state.setter
+    def state(self, value) -> None:
+        base = self.__dict__.get("base_optimizer")
+        if base is None:
+            self.__dict__["_own_state"] = value
+        else:
+            base.state = value
 
     @property
     def swaps_last_step(self) -> int:
@@ -173,23 +186,44 @@ class DNWOptimizer(Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a parameter group to the base optimizer."""
+        if "base_optimizer" not in self.__dict__:  # within Optimizer.__init__: the scratch copy
+            super().add_param_group(param_group)
+            return
         self.base_optimizer.add_param_group(param_group)
 
     def state_dict(self) -> dict[str, Any]:
-        """The base optimizer's state, every wired module's mask, and the swap counters."""
-        return {
+        """The base optimizer's state, every wired module's mask, and the swap counters.
+
+        Hooks registered with ``register_state_dict_pre_hook`` and
+        ``register_state_dict_post_hook`` run as on any optimizer.
+        """
+        for pre_hook in self._optimizer_state_dict_pre_hooks.values():
+            pre_hook(self)
+        state = {
             "base": self.base_optimizer.state_dict(),
             "masks": {name: m.edge_mask.detach().cpu().clone() for name, m in self.wired.items()},
             "steps": self.steps,
             "swaps_total": self.swaps_total,
         }
+        for post_hook in self._optimizer_state_dict_post_hooks.values():
+            result = post_hook(self, state)
+            if result is not None:
+                state = result
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the base optimizer and the masks written by :meth:`state_dict`.
 
+        Hooks registered with ``register_load_state_dict_pre_hook`` and
+        ``register_load_state_dict_post_hook`` run as on any optimizer.
+
         Raises:
             CheckpointError: if the modules or mask shapes do not match this model.
         """
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         missing = {"base", "masks"} - set(state_dict)
         if missing:
             raise CheckpointError(
@@ -213,6 +247,8 @@ class DNWOptimizer(Optimizer):
                 module.edge_mask.copy_(masks[name])
         self.steps = int(state_dict.get("steps", 0))
         self.swaps_total = int(state_dict.get("swaps_total", 0))
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
 
     def __repr__(self) -> str:
         return f"DNWOptimizer(wired={list(self.wired)}, base={type(self.base_optimizer).__name__})"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from graphwire import GraphError, ODESolver, WiredGraph
+from graphwire import ConfigError, GraphError, ODESolver, WiredGraph
 from graphwire.graph import ChannelGraph, complete_digraph, layered_dag
 
 torch.set_default_dtype(torch.float32)
@@ -158,9 +158,9 @@ def test_per_group_node_ops():
     x = torch.tensor([[1.0, -3.0]])
     # block1 = relu(-2) = 0 each; block2 = x0 + x1 + 0 = -2
     assert net(x).tolist() == [[-2.0, -2.0]]
-    with pytest.raises(GraphError, match="one entry per node group"):
+    with pytest.raises(ConfigError, match="one entry per node group"):
         WiredGraph(g, node_op={"block1": "relu"}, density=1.0)
-    with pytest.raises(GraphError, match="'conv', 'identity', 'relu', 'tanh'"):
+    with pytest.raises(ConfigError, match="'conv', 'identity', 'relu', 'tanh'"):
         WiredGraph(g, node_op="gelu", density=1.0)
 
 

@@ -244,7 +244,7 @@ def test_eval_errors_name_the_problem():
     fast = graphwire.compile(WiredGraph(g, density=1.0), mode="eval")
     with pytest.raises(GraphError, match=r"x must have shape \[B, n_inputs=2\]"):
         fast(torch.randn(3, 4))
-    with pytest.raises(GraphError, match="already compiled"):
+    with pytest.raises(ConfigError, match="already compiled"):
         graphwire.compile(fast, mode="eval")
 
 

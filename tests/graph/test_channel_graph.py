@@ -11,10 +11,25 @@ def ei(*pairs):
     return torch.tensor(pairs, dtype=torch.long).t()
 
 
-def test_exceptions_are_value_errors():
-    for cls in (EdgeIndexError, CycleError, ReachabilityError, graphwire.SelectionError):
+def test_exception_hierarchy_is_rooted_at_graphwire_error():
+    for cls in (EdgeIndexError, CycleError, ReachabilityError):
         assert issubclass(cls, GraphError)
-    assert issubclass(GraphError, ValueError)
+    for cls in (
+        GraphError,
+        graphwire.SelectionError,
+        graphwire.CheckpointError,
+        graphwire.DataError,
+        graphwire.ConfigError,
+    ):
+        assert cls.__bases__ == (graphwire.GraphwireError,)
+    # not graph problems: a bad learning rate is no GraphError
+    for cls in (graphwire.SelectionError, graphwire.CheckpointError, graphwire.DataError):
+        assert not issubclass(cls, GraphError)
+    assert not issubclass(graphwire.ConfigError, GraphError)
+    assert graphwire.GraphwireError.__bases__ == (ValueError,)
+    import graphwire.errors as errors
+
+    assert set(errors.__all__) <= set(graphwire.__all__)
 
 
 def test_good_graph_passes_every_mode():
@@ -121,7 +136,9 @@ def test_groups_must_be_disjoint_and_cover():
 
 def test_unknown_mode_lists_valid():
     g = ChannelGraph(ei((0, 1)), 2, inputs=[0], outputs=[1])
-    with pytest.raises(EdgeIndexError, match="'continuous', 'dag', 'discrete'"):
+    with pytest.raises(
+        graphwire.ConfigError, match="mode='ode' is not known; expected one of 'continuous', 'dag'"
+    ):
         g.validate("ode")
 
 
@@ -160,3 +177,44 @@ def test_generations_partition_nodes_and_respect_edges():
         level[nodes] = i
     assert sorted(torch.cat(gens).tolist()) == list(range(60))
     assert bool((level[g.edge_index[0]] < level[g.edge_index[1]]).all())
+
+
+_HUGE_NUM_NODES = """
+import resource, sys, torch
+from graphwire import ChannelGraph, EdgeIndexError
+resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))  # a leak fails, not the machine
+for n in (10**10, 10**20):
+    try:
+        ChannelGraph(torch.tensor([[0, 1], [1, 2]]), n, inputs=[0], outputs=[2])
+    except EdgeIndexError as err:
+        print(err)
+    else:
+        sys.exit(f"num_nodes={n} was accepted")
+"""
+
+
+def test_impossible_num_nodes_is_refused_before_allocating():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _HUGE_NUM_NODES],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=root,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first = proc.stdout.splitlines()[0]
+    assert "num_nodes=10000000000 is too large" in first
+    assert "32 bytes per node, 298.0 GiB" in first and "typo" in first
+
+
+def test_large_but_possible_num_nodes_is_accepted():
+    g = ChannelGraph(ei((0, 1), (1, 2)), 10**6, inputs=[0], outputs=[2])
+    assert g.reachable_from_inputs().tolist()[:4] == [True, True, True, False]
+    assert int(g.in_degree.sum()) == 2 and g.in_degree.numel() == 10**6

@@ -266,11 +266,11 @@ def test_compile_errors_name_the_problem():
         ConfigError, match="mode='fast' is not known; expected one of 'eval', 'train'"
     ):
         graphwire.compile(net, mode="fast")
-    with pytest.raises(GraphError, match="already compiled"):
+    with pytest.raises(ConfigError, match="already compiled"):
         graphwire.compile(graphwire.compile(net))
-    with pytest.raises(GraphError, match="holds no graphwire.WiredGraph"):
+    with pytest.raises(ConfigError, match="holds no graphwire.WiredGraph"):
         graphwire.compile(nn.Linear(2, 2))
-    with pytest.raises(GraphError, match="must be a graphwire.WiredGraph or an nn.Module"):
+    with pytest.raises(ConfigError, match="must be a graphwire.WiredGraph or an nn.Module"):
         graphwire.compile("net")
     with pytest.raises(GraphError, match=r"x must have shape \[B, n_inputs=2\]"):
         graphwire.compile(net)(torch.randn(3, 5))

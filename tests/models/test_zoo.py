@@ -9,7 +9,7 @@ from torch import nn
 
 import graphwire
 import models
-from graphwire import DNWOptimizer, GraphError, WiredGraph
+from graphwire import ConfigError, DNWOptimizer, GraphError, WiredGraph
 from graphwire.layers import WiredLayer
 from graphwire.wiring import TargetedDropout
 from models import create_model, list_models, model_defaults
@@ -87,10 +87,10 @@ def test_registry_names_the_papers_networks():
 
 
 def test_wrong_name_or_setting_lists_the_valid_ones():
-    with pytest.raises(GraphError, match="'tiny_static'") as info:
+    with pytest.raises(ConfigError, match="'tiny_static'") as info:
         create_model("tiny_statc")
     assert "'graph_rnn'" in str(info.value)
-    with pytest.raises(GraphError, match="num_nodes"):
+    with pytest.raises(ConfigError, match="num_nodes"):
         create_model("tiny_static", nodes=10)
 
 
@@ -206,7 +206,7 @@ def test_graph_rnn_wiring_has_cycles_and_one_budget():
     assert all(k > 0 for k in kept(model))  # one init scale: the top-k reaches every part
     graph = model.hidden_graph()
     assert not nx.is_directed_acyclic_graph(graph.to_networkx())
-    with pytest.raises(GraphError):
+    with pytest.raises(GraphError):  # a self-loop or a cycle
         graph.validate(mode="dag")
     graph.validate(mode="discrete")
 

@@ -125,3 +125,23 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
         save_checkpoint(path, {"epoch": 2, "bad": lambda: 0})
     assert load_checkpoint(path)["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
+
+
+def _draws_after_fit(tmp, name, seed, digits, model_cls):
+    import random
+
+    import numpy as np
+
+    random.seed(1234)
+    np.random.seed(1234)  # noqa: NPY002 - polluted on purpose: fit must reseed
+    cfg = TrainConfig(epochs=1, batch_size=64, seed=seed, progress=False)
+    Trainer(model_cls(), digits, cfg).fit()
+    return np.random.rand(), random.random(), float(torch.rand(()))  # noqa: NPY002
+
+
+def test_fresh_run_seeds_python_numpy_and_torch(tmp_path, digits_small, small_wired):
+    a = _draws_after_fit(tmp_path, "a", 3, digits_small, small_wired)
+    b = _draws_after_fit(tmp_path, "b", 3, digits_small, small_wired)
+    c = _draws_after_fit(tmp_path, "c", 4, digits_small, small_wired)
+    assert a == b
+    assert all(x != y for x, y in zip(a, c))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from graphwire import DataError, DNWOptimizer, GraphError
+from graphwire import ConfigError, DataError, DNWOptimizer, GraphError
 from graphwire.training import (
     DistInfo,
     LRSchedule,
@@ -38,10 +38,14 @@ def test_cosine_decays_per_iteration_to_min_lr():
 
 
 def test_bad_schedule_and_config_name_the_problem():
-    with pytest.raises(GraphError, match="'cosine'"):
+    with pytest.raises(ConfigError, match="'cosine'"):
         ScheduleConfig("linear")
-    with pytest.raises(GraphError, match="epochs"):
+    with pytest.raises(ConfigError, match="epochs"):
         TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match="OptimizerConfig.lr must be positive; got -0.1"):
+        OptimizerConfig(lr=-0.1)
+    for err in (ConfigError, DataError):
+        assert not issubclass(err, GraphError)
 
 
 def test_parameter_groups_split_edges_decay_and_no_decay(small_wired):
@@ -101,3 +105,23 @@ def test_missing_data_sets_say_what_and_where(tmp_path):
     for fn in (load_cifar10, load_imagenet):
         with pytest.raises(DataError, match="torchvision|not found"):
             fn(tmp_path)
+
+
+def test_normalisation_parameters_go_to_no_decay_by_public_class():
+    model = nn.Sequential(
+        nn.Linear(6, 6),
+        nn.BatchNorm1d(6),
+        nn.LayerNorm((2, 3)),  # a 2-D weight: found by its class, not its shape
+        nn.GroupNorm(2, 6),
+        nn.InstanceNorm1d(6, affine=True),
+        nn.SyncBatchNorm(6),
+    )
+    groups = {
+        g["name"]: g for g in parameter_groups(model, OptimizerConfig(no_decay_norm_bias=True))
+    }
+    assert [id(p) for p in groups["decay"]["params"]] == [id(model[0].weight)]
+    norm_params = {id(p) for m in list(model)[1:] for p in m.parameters()}
+    assert norm_params | {id(model[0].bias)} == {id(p) for p in groups["no_decay"]["params"]}
+    import graphwire.training.optim as optim
+
+    assert all(not n.__name__.startswith("_") for n in optim._NORMS)

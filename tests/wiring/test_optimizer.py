@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from graphwire import CheckpointError, DNWOptimizer, GraphError, WiredGraph
+from graphwire import CheckpointError, ConfigError, DNWOptimizer, WiredGraph
 from graphwire.graph import bipartite, layered_dag
 
 
@@ -90,13 +90,13 @@ def test_load_without_mask_selects_from_weights():
 
 def test_errors():
     net, opt = make()
-    with pytest.raises(GraphError, match="does not update the edge weights of wired module '0'"):
+    with pytest.raises(ConfigError, match="does not update the edge weights of wired module '0'"):
         DNWOptimizer(net, torch.optim.SGD(net[1].parameters(), lr=0.1))
-    with pytest.raises(GraphError, match="holds no wired module"):
+    with pytest.raises(ConfigError, match="holds no wired module"):
         DNWOptimizer(
             torch.nn.Linear(2, 2), torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
         )
-    with pytest.raises(GraphError, match="must be a torch.optim.Optimizer"):
+    with pytest.raises(ConfigError, match="must be a torch.optim.Optimizer"):
         DNWOptimizer(net, "sgd")
     state = opt.state_dict()
     state["masks"]["0"] = torch.ones(3, dtype=torch.bool)
@@ -127,3 +127,45 @@ def test_trained_module_loads_state_dict_and_selects_when_mask_missing():
     other = make(seed=8)[0][0]
     other.load_state_dict(no_mask)
     assert torch.equal(other.edge_mask, net[0].edge_mask)
+
+
+def _wrapped(lr=0.1):
+    net = WiredGraph(layered_dag([2, 4, 2]), node_op="relu", density=0.5, seed=0)
+    return net, DNWOptimizer(net, torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9))
+
+
+def test_wrapper_has_every_attribute_torch_gives_an_optimizer():
+    net, opt = _wrapped()
+    plain = torch.optim.SGD(net.parameters(), lr=0.1)
+    assert set(vars(plain)) - {"param_groups", "state"} <= set(vars(opt))
+    assert opt.param_groups is opt.base_optimizer.param_groups
+    assert opt.state is opt.base_optimizer.state
+    assert len(opt.param_groups) == 1  # torch's __init__ added nothing to the base
+
+
+def test_torch_hook_apis_work_on_the_wrapper():
+    net, opt = _wrapped()
+    calls = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: calls.append(("pre", o is opt)))
+    opt.register_step_post_hook(lambda o, args, kwargs: calls.append(("post", o.steps)))
+    opt.register_state_dict_pre_hook(lambda o: calls.append("sd_pre"))
+    opt.register_state_dict_post_hook(lambda o, sd: {**sd, "tag": 7})
+    opt.register_load_state_dict_pre_hook(lambda o, sd: calls.append(("load_pre", sd["tag"])))
+    opt.register_load_state_dict_post_hook(lambda o: calls.append("load_post"))
+    net(torch.randn(4, 2)).pow(2).mean().backward()
+    opt.step()
+    state = opt.state_dict()
+    assert state["tag"] == 7 and set(state) >= {"base", "masks", "steps", "swaps_total"}
+    opt.load_state_dict(state)
+    assert calls == [("pre", True), ("post", 1), "sd_pre", ("load_pre", 7), "load_post"]
+
+
+def test_scheduler_and_lr_through_the_wrapper_reach_the_base():
+    net, opt = _wrapped(lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    net(torch.randn(4, 2)).pow(2).mean().backward()
+    opt.step()
+    sched.step()
+    assert opt.base_optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+    opt.param_groups[0]["lr"] = 0.01
+    assert opt.base_optimizer.param_groups[0]["lr"] == 0.01

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from graphwire import ConfigError, DNWOptimizer, GraphError, SelectionError
+from graphwire import ConfigError, DNWOptimizer, SelectionError
 from graphwire.layers import WiredConv1d, WiredConv2d, WiredLayer, WiredLinear, sparsify
 from graphwire.wiring import Frozen, SharedBudget, TargetedDropout
 

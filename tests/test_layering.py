@@ -86,3 +86,29 @@ def test_models_and_benchmarks_use_only_public_graphwire(path):
             bad.append(f"line {line}: import from {module} {names}")
     bad += _private_attribute_uses(path)
     assert not bad, f"{path.relative_to(ROOT)} uses graphwire's private names: {bad}"
+
+
+def _private_third_party(path: Path) -> list[str]:
+    """Private modules of torch and torchdiffeq imported, and ``Tensor._version`` read."""
+    bad = []
+    for line, module, names in _imports(path):
+        parts = module.split(".")
+        if parts[0] in ("torch", "torchdiffeq", "torch_geometric"):
+            if any(_private(p) for p in parts) or any(_private(n) for n in names):
+                bad.append(f"line {line}: import from {module} {names}")
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Attribute) and node.attr == "_version":
+            bad.append(f"line {node.lineno}: ._version")
+        if isinstance(node, ast.Attribute) and node.attr in (
+            "_NormBase",
+            "_DropoutNd",
+            "_AdaptiveAvgPoolNd",
+        ):
+            bad.append(f"line {node.lineno}: .{node.attr}")
+    return bad
+
+
+@pytest.mark.parametrize("path", _files("graphwire"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_graphwire_uses_no_private_api_of_its_dependencies(path):
+    bad = _private_third_party(path)
+    assert not bad, f"{path.relative_to(ROOT)} reaches into private APIs: {bad}"

@@ -184,9 +184,8 @@ class ChannelGraph:
                 self-loops, no cycle and no edge into an input node; ``"discrete"`` and
                 ``"continuous"`` allow cycles and self-loops.
 
-        A successful check is remembered for the tensors it saw, so repeated calls (every
-        ``WiredGraph`` validates its graph) cost nothing until a tensor is replaced or
-        modified in place.
+        Every call checks the tensors as they are now (linear in the edges, plus the
+        cycle search for ``"dag"``), so a tensor modified in place is never trusted.
 
         Raises:
             EdgeIndexError: bad shape, dtype, range, duplicates, self-loops, weights.
@@ -196,20 +195,10 @@ class ChannelGraph:
         """
         if mode is not None:
             choose("mode", mode, MODES, ConfigError)
-        if self._state_key(mode) in self.__dict__.get("_validated", ()):
-            return
         self._check(mode)
-        self.__dict__.setdefault("_validated", set()).add(self._state_key(mode))
-
-    def _state_key(self, mode: str | None) -> tuple:
-        """Identity and version of every tensor a check reads: a change invalidates it."""
-        tensors = (self.edge_index, self.inputs, self.outputs, self.edge_weight)
-        return (mode, self.num_nodes) + tuple(
-            (id(t), t._version) if isinstance(t, Tensor) else (id(t),) for t in tensors
-        )
 
     def _check(self, mode: str | None) -> None:
-        """The checks behind :meth:`validate`, run uncached."""
+        """The checks behind :meth:`validate`."""
         ei = self.edge_index
         if ei.dim() != 2 or ei.shape[0] != 2:
             raise EdgeIndexError(

@@ -222,3 +222,19 @@ class WiredGraph(nn.Module):
             f"{self.graph!r}, rule={self.rule!r}, mode={self.mode!r}, scope={self.scope!r}, "
             f"kept={sum(self.budget)} of {self.graph.num_edges}"
         )
+
+    @property
+    def nfe(self) -> int:
+        """Function evaluations counted by the executor (0 where it counts none).
+
+        The continuous-time executor counts each evaluation of ``dZ/dt``; set it to 0
+        before a call to measure that call (as :func:`graphwire.count` does). Setting it
+        on an executor that counts nothing does nothing.
+        """
+        return int(getattr(getattr(self, "executor", None), "nfe", 0))
+
+    @nfe.setter
+    def nfe(self, value: int) -> None:
+        executor = getattr(self, "executor", None)
+        if hasattr(executor, "nfe"):
+            executor.nfe = int(value)

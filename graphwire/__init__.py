@@ -6,9 +6,11 @@ The flow of the package mirrors the flow of the method:
 2. :mod:`graphwire.wiring` - the top-k, wiring rules and the ``DNWOptimizer``.
 3. :mod:`graphwire.execution` - node operations, the reference executors, ``WiredGraph``.
 4. :mod:`graphwire.training` - the training loop, checkpoints and data.
-5. :mod:`graphwire.export` - compiled inference modules and cost counting.
+5. :mod:`graphwire.export` - compiled inference modules.
+6. :mod:`graphwire.cost` - live parameters and multiply-adds (``count``).
 """
 
+from graphwire.cost import count
 from graphwire.errors import (
     CheckpointError,
     CycleError,
@@ -19,7 +21,7 @@ from graphwire.errors import (
     SelectionError,
 )
 from graphwire.execution import ODESolver, WiredGraph
-from graphwire.export import compile, count
+from graphwire.export import compile
 from graphwire.graph import ChannelGraph
 from graphwire.training import OptimizerConfig, ScheduleConfig, TrainConfig, Trainer
 from graphwire.wiring import DNWOptimizer

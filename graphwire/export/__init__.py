@@ -1,4 +1,4 @@
-"""Export: compiled dense modules for training and inference, and cost counting.
+"""Export: compiled dense modules for training and inference.
 
 The last stage of graphwire's flow: graph -> wiring rule -> execution -> training ->
 **export**.
@@ -12,14 +12,6 @@ from graphwire.export.compiler import (
     SparseMix,
     compile,
 )
-from graphwire.export.counting import (
-    COST_KINDS,
-    Cost,
-    CostItem,
-    count,
-    register_cost,
-    register_node_cost,
-)
 
 __all__: list[str] = [
     "compile",
@@ -28,10 +20,4 @@ __all__: list[str] = [
     "SparseMix",
     "KERNELS",
     "SPARSE_MAX_DENSITY",
-    "count",
-    "Cost",
-    "CostItem",
-    "COST_KINDS",
-    "register_cost",
-    "register_node_cost",
 ]

@@ -8,9 +8,11 @@ The flow of the package mirrors the flow of the method:
    (:mod:`graphwire.lowering` holds the dense lowering and the frozen module,
    :mod:`graphwire.layers` the wired layers and ``sparsify``).
 4. :mod:`graphwire.training` - the training loop, checkpoints and data.
-5. :mod:`graphwire.export` - frozen inference modules (``compile``) and cost counting.
+5. :mod:`graphwire.export` - frozen inference modules (``compile``).
+6. :mod:`graphwire.cost` - live parameters and multiply-adds (``count``).
 """
 
+from graphwire.cost import count
 from graphwire.errors import (
     CheckpointError,
     ConfigError,
@@ -23,7 +25,7 @@ from graphwire.errors import (
     SelectionError,
 )
 from graphwire.execution import WiredGraph
-from graphwire.export import compile, count
+from graphwire.export import compile
 from graphwire.graph import ChannelGraph
 from graphwire.lowering import ODESolver
 from graphwire.training import OptimizerConfig, ScheduleConfig, TrainConfig, Trainer

@@ -38,6 +38,7 @@ PACKAGES = (
     "graphwire.execution",
     "graphwire.training",
     "graphwire.export",
+    "graphwire.cost",
     "models",
 )
 

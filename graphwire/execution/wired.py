@@ -196,11 +196,19 @@ class WiredGraph(WiredModule):
 
     @property
     def nfe(self) -> int:
-        """Function evaluations of continuous-time passes so far (both backends); settable."""
+        """Function evaluations of ``dZ/dt`` so far, both backends together.
+
+        Always 0 outside continuous time. Set it to 0 before a call to measure that call,
+        as :func:`graphwire.count` does; setting it outside continuous time does nothing.
+        """
+        if self.mode != "continuous":
+            return 0
         return self.dense.nfe + (self.reference.nfe if self.reference is not None else 0)
 
     @nfe.setter
     def nfe(self, value: int) -> None:
+        if self.mode != "continuous":
+            return
         self.dense.nfe = int(value)
         if self.reference is not None:
             self.reference.nfe = 0

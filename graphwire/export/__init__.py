@@ -1,10 +1,9 @@
-"""Export: frozen inference modules (``graphwire.compile``) and cost counting.
+"""Export: frozen inference modules (``graphwire.compile``).
 
 The last stage of graphwire's flow: graph -> wiring rule -> execution -> training ->
-**export**.
+**export**. Cost counting (``graphwire.count``) lives in :mod:`graphwire.cost`.
 """
 
 from graphwire.export.compiler import compile
-from graphwire.export.counting import COST_KINDS, Cost, CostItem, count
 
-__all__: list[str] = ["compile", "count", "Cost", "CostItem", "COST_KINDS"]
+__all__: list[str] = ["compile"]

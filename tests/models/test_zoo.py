@@ -20,7 +20,7 @@ MOBILE = dict(node_scale=1 / 16, width=0.5, image_size=32, num_classes=10)
 # Small settings per family (matched by name prefix) and the input they take.
 SMALL = {
     "tiny_": (TINY_IMAGE, (4, 1, 8, 8)),
-    # a fixed-step solver keeps the test fast; dopri5 (the default) is covered in test_counting
+    # a fixed-step solver keeps the test fast; dopri5 (the default) is covered in tests/cost
     "tiny_continuous": (
         {**TINY_IMAGE, "method": "rk4", "solver_options": {"step_size": 0.5}},
         (4, 1, 8, 8),

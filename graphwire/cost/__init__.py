@@ -11,7 +11,7 @@ convention generalises the paper's accounting of its MobileNetV1-like graphs:
   ``steps`` times in ``mode="discrete"``, and once per function evaluation in
   ``mode="continuous"`` (the count of evaluations is measured on the random input, so it
   depends on it for adaptive solvers). A selected weight of a wired layer
-  (:class:`~graphwire.execution.WiredConv2d`, ...) costs one parameter and one
+  (:class:`~graphwire.layers.WiredConv2d`, ...) costs one parameter and one
   multiply-add per output position.
 - **nodes** (``kind="nodes"``): a node's operation counts only while the node is *used*:
   it has an outgoing selected edge, or it is an output node that is fed (an input node,

@@ -30,6 +30,7 @@ from graphwire.training.data import (
     load_dataset,
     load_digits,
     load_imagenet,
+    load_mnist1d,
     make_loader,
 )
 from graphwire.training.distributed import (
@@ -64,6 +65,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "DataSplits",
     "load_digits",
+    "load_mnist1d",
     "load_cifar10",
     "load_imagenet",
     "load_dataset",

@@ -118,11 +118,11 @@ def _dense_block(w: Tensor, rows: Tensor, cols: Tensor, shape: tuple[int, int]) 
 def _zero_preserving(node_op: nn.Module, num_nodes: int, like: Tensor) -> Tensor:
     """Boolean ``[N]``: nodes whose operation maps an all-zero input to all zeros.
 
-    Probed on vector and small image inputs (whichever the operation accepts), which
+    Probed on vector, short 1-D and small image inputs (whichever the operation accepts), which
     decides it for pointwise and zero-padded convolutional operations.
     """
     verdict = None
-    for shape in ((1, num_nodes), (1, num_nodes, 3, 3)):
+    for shape in ((1, num_nodes), (1, num_nodes, 3), (1, num_nodes, 3, 3)):
         try:
             with torch.no_grad():
                 out = node_op(like.new_zeros(shape), None)

@@ -49,7 +49,13 @@ from torch import Tensor, nn
 from graphwire._utils import describe
 from graphwire.errors import GraphError
 from graphwire.execution.layers import WiredLayer
-from graphwire.execution.node_ops import Activation, DepthwiseConv, GroupedNodeOp, Identity
+from graphwire.execution.node_ops import (
+    Activation,
+    DepthwiseConv,
+    DepthwiseConv1d,
+    GroupedNodeOp,
+    Identity,
+)
 from graphwire.execution.wired import WiredGraph
 
 __all__ = [
@@ -235,6 +241,16 @@ def _depthwise_cost(op, nodes, shape):
     n, kk = nodes.numel(), op.kernel_size**2
     out = op(torch.zeros(1, 1, *shape, device=op.conv_weight.device), nodes[:1]).shape[2:]
     cost = {"nodes": (n * kk, n * kk * math.prod(out))}
+    if op.norm_weight is not None:
+        cost["norm"] = (2 * n, 0)
+    return cost
+
+
+@register_node_cost(DepthwiseConv1d)
+def _depthwise1d_cost(op, nodes, shape):
+    n, taps = nodes.numel(), op.kernel_size
+    out = op(torch.zeros(1, 1, *shape, device=op.conv_weight.device), nodes[:1]).shape[2:]
+    cost = {"nodes": (n * taps, n * taps * math.prod(out))}
     if op.norm_weight is not None:
         cost["norm"] = (2 * n, 0)
     return cost

@@ -113,7 +113,7 @@ def _sgd(lr: float, wd: float = 1e-4) -> dict[str, Any]:
 #: rules: batch 64, lr 0.2 after a one-epoch linear warm-up, cosine decay over 20 epochs;
 #: continuous time takes one RK4 step over [0, 1]. At k = 205 (5%)
 #: DNW's global top-k churns through most of its edges in the first epochs and trails the
-#: random graph; see benchmarks/results/small-scale/results.md for the measurements.
+#: random graph; see benchmarks/results/small-scale/digits/results.md for the measurements.
 _DIGITS_SCHEDULE = {"kind": "cosine", "warmup_epochs": 1.0, "warmup_start": 0.05}
 DIGITS = Profile(
     model={"num_nodes": 64, "stem_channels": 16, "readout": 16, "k": 600, "density": None},

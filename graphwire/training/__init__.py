@@ -24,6 +24,7 @@ from graphwire.training.checkpoint import (
 from graphwire.training.config import SCHEDULES, OptimizerConfig, ScheduleConfig, TrainConfig
 from graphwire.training.data import (
     DATASETS,
+    MNIST1D_ARGS,
     DataSplits,
     TensorLoader,
     load_cifar10,
@@ -70,6 +71,7 @@ __all__ = [
     "load_imagenet",
     "load_dataset",
     "DATASETS",
+    "MNIST1D_ARGS",
     "TensorLoader",
     "make_loader",
     "DistInfo",

@@ -50,13 +50,14 @@ def add_common_arguments(
         "--data-dir",
         default=None,
         help="directory holding CIFAR-10 (cifar-10-batches-py/) or ImageNet (train/, val/); "
-        "unset: the embedded digits",
+        "unset: an embedded data set (MNIST-1D for small-scale and the demo, digits otherwise)",
     )
     parser.add_argument(
         "--dataset",
         default=None,
-        choices=["digits", "cifar10", "imagenet"],
-        help="data set (default: digits, or the suite's data set when --data-dir is given)",
+        choices=["mnist1d", "digits", "cifar10", "imagenet"],
+        help="data set (default: the suite's embedded one, or its data set when --data-dir is "
+        "given)",
     )
     parser.add_argument("--download", action="store_true", help="download CIFAR-10 if missing")
     parser.add_argument("--epochs", type=int, default=epochs, help="training epochs")

@@ -130,7 +130,7 @@ def train_rule(spec: dict[str, Any]) -> dict[str, Any]:
             spec["model_name"], rule=_rule_arg(rule), seed=spec["seed"], **build_kw
         )
     config = small_scale.train_config(spec)
-    result = Trainer(small_scale.for_training(model), data, config, info=info).fit()
+    result = Trainer(model, data, config, info=info).fit()
     return {
         "rule": rule,
         "seed": spec["seed"],

@@ -86,9 +86,7 @@ def train_model(name: str, args: argparse.Namespace) -> float | None:
     info = init_distributed(args.device)
     data = small_scale.load_data(spec)
     model = create_model(name, seed=0, num_classes=data.num_classes)
-    trainer = Trainer(
-        small_scale.for_training(model), data, small_scale.train_config(spec), info=info
-    )
+    trainer = Trainer(model, data, small_scale.train_config(spec), info=info)
     return trainer.fit().final_val_acc
 
 

@@ -1,8 +1,9 @@
 """smoke: every suite's code path in seconds (tiny models, one epoch, a few images).
 
-Runs small-scale, the demo's compile-and-count step, alternatives, mobilenet (counts at
-a small image size) and sparse on 64 digits per split, and checks each wrote its JSON,
-CSV and markdown. The tests run it; its numbers mean nothing.
+Runs small-scale (on 64 MNIST-1D signals per split, every setting and the graph RNN), the
+demo's compile-and-count step, alternatives, mobilenet (counts at a small image size) and
+sparse (on 64 digits per split), and checks each wrote its JSON, CSV and markdown. The
+tests run it; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from benchmarks import alternatives, demo, mobilenet, small_scale, sparse
 from benchmarks._common import Timer
 
-#: A tiny profile: 24 nodes, one epoch, every setting.
+#: A tiny image profile (digits): 24 nodes, one epoch, every setting.
 TINY = small_scale.Profile(
     model={"num_nodes": 24, "stem_channels": 4, "readout": 4, "density": 0.1},
     per_setting={
@@ -25,6 +26,25 @@ TINY = small_scale.Profile(
     train={
         s: {"epochs": 1, "batch_size": 32, "optimizer": {"lr": 0.1}} for s in small_scale.SETTINGS
     },
+)
+
+
+#: A tiny MNIST-1D profile: the demo's vector-node models with 56 nodes (40 inputs), and the
+#: graph RNN with 8 hidden nodes; one epoch.
+TINY_1D = small_scale.Profile(
+    model={"num_nodes": 56, "readout": 4, "density": 0.1},
+    per_setting={
+        "static": {},
+        "discrete": {"steps": 2},
+        "continuous": {"method": "rk4", "solver_options": {"step_size": 1.0}},
+        "rnn": {"num_nodes": 8, "in_features": 4, "density": 0.2},
+    },
+    train={
+        s: {"epochs": 1, "batch_size": 32, "optimizer": {"lr": 0.1}}
+        for s in (*small_scale.SETTINGS, *small_scale.EXTRA_SETTINGS)
+    },
+    dataset={"num_samples": 200},
+    models=dict(small_scale.MNIST1D.models),
 )
 
 
@@ -52,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         ss_args = _args(
             small_scale,
             ["--seeds", "1", "--limit", "64", "--out", str(out / "small-scale"), *common],
-            profile=TINY,
+            profile=TINY_1D,
+            settings=[*small_scale.SETTINGS, *small_scale.EXTRA_SETTINGS],
         )
         rows, runs, specs = small_scale.run_suite(ss_args)
         written["small-scale"] = out / "small-scale"

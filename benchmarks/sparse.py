@@ -94,7 +94,7 @@ def train_sparse(spec: dict[str, Any]) -> dict[str, Any]:
     )
     params = sum(int(m.edge_mask.sum()) for m in model.modules() if hasattr(m, "edge_mask"))
     config = small_scale.train_config(spec)
-    result = Trainer(small_scale.for_training(model), data, config, info=info).fit()
+    result = Trainer(model, data, config, info=info).fit()
     return {
         "density": spec["density"],
         "first_dense": spec["first_dense"],

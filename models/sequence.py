@@ -20,7 +20,7 @@ from graphwire.wiring import SharedBudget, WiringRule
 from models._common import budget_kwargs, seeded
 from models.registry import register_model
 
-__all__ = ["GraphRNN", "graph_rnn"]
+__all__ = ["GraphRNN", "SignalGraphRNN", "graph_rnn", "graph_rnn_1d"]
 
 
 class GraphRNN(nn.Module):
@@ -122,6 +122,81 @@ def graph_rnn(
     """A graph RNN (default: 8 features per step, e.g. the rows of 8 x 8 digits; 25% of edges)."""
     return GraphRNN(
         in_features,
+        num_nodes,
+        num_classes,
+        rule=rule,
+        budget=budget_kwargs(rule, k, density, default_density=0.25),
+        seed=seed,
+    )
+
+
+class SignalGraphRNN(GraphRNN):
+    """A :class:`GraphRNN` that reads 1-D signals as sequences, ``in_features`` samples a step.
+
+    A signal ``[B, C, L]`` (e.g. MNIST-1D's ``[B, 1, 40]``) becomes ``L / chunk`` time
+    steps of ``C * chunk`` features, in order along the signal.
+
+    Args:
+        chunk: Signal samples per time step (``L`` must be a multiple of it).
+        in_channels: Signal channels ``C``.
+        num_nodes: Hidden nodes.
+        num_classes: Classes.
+        rule: Wiring rule name or instance.
+        budget: ``{"k": ...}`` or ``{"density": ...}`` over all the candidate edges.
+        seed: Seed of the weights and of a random graph.
+
+    Example:
+        >>> import torch
+        >>> from models.sequence import SignalGraphRNN
+        >>> net = SignalGraphRNN(4, 1, 16, 10, budget={"density": 0.2}, seed=0)
+        >>> net(torch.randn(3, 1, 40)).shape
+        torch.Size([3, 10])
+    """
+
+    def __init__(
+        self,
+        chunk: int,
+        in_channels: int,
+        num_nodes: int,
+        num_classes: int,
+        *,
+        rule: str | WiringRule = "dnw",
+        budget: dict | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(
+            in_channels * chunk, num_nodes, num_classes, rule=rule, budget=budget, seed=seed
+        )
+        self.chunk = chunk
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, C, L]`` signals -> ``[B, num_classes]`` logits."""
+        if x.dim() != 3 or x.shape[-1] % self.chunk:
+            raise ConfigError(
+                f"x must be [B, C, L] signals with L a multiple of chunk={self.chunk}; got "
+                f"shape {list(x.shape)}."
+            )
+        b, c, length = x.shape
+        steps = x.reshape(b, c, length // self.chunk, self.chunk)  # [B, C, T, chunk]
+        return super().forward(steps.permute(0, 2, 1, 3).reshape(b, length // self.chunk, -1))
+
+
+@register_model()
+def graph_rnn_1d(
+    *,
+    rule: str | WiringRule = "dnw",
+    in_features: int = 4,
+    in_channels: int = 1,
+    num_nodes: int = 64,
+    num_classes: int = 10,
+    k: int | None = None,
+    density: float | None = None,
+    seed: int | None = None,
+) -> SignalGraphRNN:
+    """A graph RNN on 1-D signals, ``in_features`` samples a step (default: MNIST-1D, 10 steps)."""
+    return SignalGraphRNN(
+        in_features,
+        in_channels,
         num_nodes,
         num_classes,
         rule=rule,

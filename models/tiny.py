@@ -1,5 +1,10 @@
 """The paper's tiny CIFAR-10 classifiers: static, discrete-time and continuous-time graphs.
 
+Besides the image models (``tiny_*``) the module has the same three networks for 1-D
+signals such as MNIST-1D: ``tiny1d_*`` (the paper's structure in 1-D: a 1-D stem, nodes
+running instance norm -> ReLU -> depthwise 3-tap conv, an average-pooled read-out) and
+``vector_*`` (every sample of the signal an input node, scalar ReLU nodes).
+
 A stem turns the image into ``stem_channels`` feature maps (32 at 8 x 8 for a 32 x 32
 input), which are the input nodes of an ``num_nodes``-node channel graph; every node
 runs instance norm -> ReLU -> depthwise 3x3 on the weighted sum of its inputs, one
@@ -29,6 +34,15 @@ __all__ = [
     "tiny_static",
     "tiny_discrete",
     "tiny_continuous",
+    "Tiny1dClassifier",
+    "tiny_stem1d",
+    "tiny1d_static",
+    "tiny1d_discrete",
+    "tiny1d_continuous",
+    "VectorClassifier",
+    "vector_static",
+    "vector_discrete",
+    "vector_continuous",
 ]
 
 
@@ -254,6 +268,354 @@ def tiny_continuous(
         num_classes=num_classes,
         in_channels=in_channels,
         image_size=image_size,
+        solver=solver,
+        seed=seed,
+    )
+
+
+# ---------------------------------------------------------------------- 1-D signals
+def tiny_stem1d(
+    in_channels: int, out_channels: int, strides: tuple[int, int] = (2, 2)
+) -> nn.Sequential:
+    """1-D stem: conv 3 (in -> out/2) -> BN -> ReLU -> depthwise conv 3 -> conv 1 (-> out) -> BN.
+
+    Example:
+        >>> import torch
+        >>> from models.tiny import tiny_stem1d
+        >>> tiny_stem1d(1, 16)(torch.randn(2, 1, 40)).shape
+        torch.Size([2, 16, 10])
+    """
+    hidden = max(out_channels // 2, 1)
+    return nn.Sequential(
+        nn.Conv1d(in_channels, hidden, 3, strides[0], 1, bias=False),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Conv1d(hidden, hidden, 3, strides[1], 1, groups=hidden, bias=False),
+        nn.Conv1d(hidden, out_channels, 1, bias=False),
+        nn.BatchNorm1d(out_channels),
+    )
+
+
+class Tiny1dClassifier(nn.Module):
+    """The tiny classifier for 1-D signals: stem -> wired graph of 1-D nodes -> pool -> linear.
+
+    The paper's structure with every 2-D part made 1-D: the stem's convolutions, the node
+    operation (``node_op="conv1d"``: instance norm -> ReLU -> depthwise 3-tap conv) and
+    the average pool over the read-out nodes.
+
+    Args:
+        graph: The channel graph; its inputs take the stem's channels, its outputs are
+            read out.
+        mode: ``"dag"``, ``"discrete"`` or ``"continuous"``.
+        rule: Wiring rule name or instance.
+        budget: ``{"k": ...}`` or ``{"density": ...}`` (empty for rules without one).
+        num_classes: Classes.
+        in_channels: Signal channels.
+        length: Signal length; the stem halves it down to 10 (at most twice).
+        steps: Time steps in ``mode="discrete"``.
+        solver: ODE solver in ``mode="continuous"``.
+        seed: Seed of every initial weight and of a random graph.
+    """
+
+    def __init__(
+        self,
+        graph: ChannelGraph,
+        *,
+        mode: str,
+        rule: str | WiringRule,
+        budget: dict[str, Any],
+        num_classes: int,
+        in_channels: int,
+        length: int,
+        steps: int = 5,
+        solver: ODESolver | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        with seeded(seed):
+            self.stem = tiny_stem1d(in_channels, graph.inputs.numel(), stem_strides(length, 10))
+            self.graph_net = WiredGraph(
+                graph,
+                node_op="conv1d",
+                input_op="conv1d" if mode == "dag" else "identity",
+                rule=rule,
+                scope="global",
+                mode=mode,
+                steps=steps,
+                solver=solver,
+                seed=seed,
+                **budget,
+            )
+            self.head = nn.Sequential(
+                nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(graph.outputs.numel(), num_classes)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, in_channels, L]`` signals -> ``[B, num_classes]`` logits."""
+        return self.head(self.graph_net(self.stem(x)))
+
+
+@register_model()
+def tiny1d_static(
+    *,
+    rule: str | WiringRule = "dnw",
+    num_classes: int = 10,
+    in_channels: int = 1,
+    length: int = 40,
+    num_nodes: int = 200,
+    k: int | None = None,
+    density: float | None = None,
+    stem_channels: int = 32,
+    readout: int = 32,
+    blocks: int = 4,
+    seed: int | None = None,
+) -> Tiny1dClassifier:
+    """The static tiny classifier for 1-D signals (default: 200 nodes, 5% of the candidates).
+
+    Example:
+        >>> import torch
+        >>> from models import create_model
+        >>> net = create_model("tiny1d_static", num_nodes=40, stem_channels=8, readout=8,
+        ...                    density=0.1, seed=0)
+        >>> net(torch.randn(2, 1, 40)).shape
+        torch.Size([2, 10])
+    """
+    graph = static_graph(num_nodes, stem_channels, readout, blocks)
+    return Tiny1dClassifier(
+        graph,
+        mode="dag",
+        rule=rule,
+        budget=budget_kwargs(rule, k, density, default_density=0.05),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        length=length,
+        seed=seed,
+    )
+
+
+@register_model()
+def tiny1d_discrete(
+    *,
+    rule: str | WiringRule = "dnw",
+    num_classes: int = 10,
+    in_channels: int = 1,
+    length: int = 40,
+    num_nodes: int = 200,
+    k: int | None = None,
+    density: float | None = None,
+    stem_channels: int = 32,
+    readout: int = 32,
+    steps: int = 3,
+    seed: int | None = None,
+) -> Tiny1dClassifier:
+    """The discrete-time tiny classifier for 1-D signals: weight-tied steps, complete digraph."""
+    graph = complete_digraph(num_nodes, inputs=stem_channels, outputs=readout)
+    return Tiny1dClassifier(
+        graph,
+        mode="discrete",
+        rule=rule,
+        budget=budget_kwargs(rule, k, density, default_density=0.05),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        length=length,
+        steps=steps,
+        seed=seed,
+    )
+
+
+@register_model()
+def tiny1d_continuous(
+    *,
+    rule: str | WiringRule = "dnw",
+    num_classes: int = 10,
+    in_channels: int = 1,
+    length: int = 40,
+    num_nodes: int = 200,
+    k: int | None = None,
+    density: float | None = None,
+    stem_channels: int = 32,
+    readout: int = 32,
+    method: str = "rk4",
+    rtol: float = 1e-3,
+    atol: float = 1e-3,
+    t1: float = 1.0,
+    adjoint: bool = False,
+    solver_options: dict[str, Any] | None = None,
+    seed: int | None = None,
+) -> Tiny1dClassifier:
+    """The continuous-time tiny classifier for 1-D signals (default: one fixed RK4 step)."""
+    graph = complete_digraph(num_nodes, inputs=stem_channels, outputs=readout)
+    if solver_options is None and method == "rk4":
+        solver_options = {"step_size": t1}
+    solver = ODESolver(method, rtol, atol, t1, adjoint, solver_options)
+    return Tiny1dClassifier(
+        graph,
+        mode="continuous",
+        rule=rule,
+        budget=budget_kwargs(rule, k, density, default_density=0.05),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        length=length,
+        solver=solver,
+        seed=seed,
+    )
+
+
+class VectorClassifier(nn.Module):
+    """Vector nodes: every sample of the signal an input node, scalar nodes, a linear read-out.
+
+    The signal ``[B, C, L]`` is flattened into ``C * L`` input nodes; every other node
+    computes ``relu(b_v + sum of w_uv z_u)`` (``node_op="relu"``), and the last
+    ``readout`` nodes feed a linear classifier. No stem: the wiring reaches the data
+    itself.
+
+    Args:
+        graph: The channel graph, with ``C * L`` input nodes.
+        mode: ``"dag"``, ``"discrete"`` or ``"continuous"``.
+        rule: Wiring rule name or instance.
+        budget: ``{"k": ...}`` or ``{"density": ...}`` (empty for rules without one).
+        num_classes: Classes.
+        steps: Time steps in ``mode="discrete"``.
+        solver: ODE solver in ``mode="continuous"``.
+        seed: Seed of every initial weight and of a random graph.
+    """
+
+    def __init__(
+        self,
+        graph: ChannelGraph,
+        *,
+        mode: str,
+        rule: str | WiringRule,
+        budget: dict[str, Any],
+        num_classes: int,
+        steps: int = 3,
+        solver: ODESolver | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        with seeded(seed):
+            self.graph_net = WiredGraph(
+                graph,
+                node_op="relu",
+                rule=rule,
+                scope="global",
+                mode=mode,
+                steps=steps,
+                solver=solver,
+                seed=seed,
+                **budget,
+            )
+            self.head = nn.Linear(graph.outputs.numel(), num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, C, L]`` signals (or ``[B, C * L]`` vectors) -> ``[B, num_classes]`` logits."""
+        return self.head(self.graph_net(x.flatten(1)))
+
+
+def _vector_inputs(in_channels: int, length: int, num_nodes: int, readout: int) -> int:
+    inputs = in_channels * length
+    if num_nodes - inputs < readout:
+        raise ConfigError(
+            f"num_nodes={num_nodes} leaves {num_nodes - inputs} nodes after the {inputs} input "
+            f"nodes (one per signal sample); need at least readout={readout}. Raise num_nodes."
+        )
+    return inputs
+
+
+@register_model()
+def vector_static(
+    *,
+    rule: str | WiringRule = "dnw",
+    num_classes: int = 10,
+    in_channels: int = 1,
+    length: int = 40,
+    num_nodes: int = 200,
+    k: int | None = None,
+    density: float | None = None,
+    readout: int = 40,
+    blocks: int = 4,
+    seed: int | None = None,
+) -> VectorClassifier:
+    """Static vector-node classifier: the signal's samples, then ``blocks`` blocks (layered DAG).
+
+    Example:
+        >>> import torch
+        >>> from models import create_model
+        >>> net = create_model("vector_static", seed=0)
+        >>> net(torch.randn(2, 1, 40)).shape, int(net.graph_net.edge_mask.sum())
+        (torch.Size([2, 10]), 800)
+    """
+    inputs = _vector_inputs(in_channels, length, num_nodes, readout)
+    graph = static_graph(num_nodes, inputs, readout, blocks)
+    return VectorClassifier(
+        graph,
+        mode="dag",
+        rule=rule,
+        budget=budget_kwargs(rule, k, density, default_density=0.05),
+        num_classes=num_classes,
+        seed=seed,
+    )
+
+
+@register_model()
+def vector_discrete(
+    *,
+    rule: str | WiringRule = "dnw",
+    num_classes: int = 10,
+    in_channels: int = 1,
+    length: int = 40,
+    num_nodes: int = 200,
+    k: int | None = None,
+    density: float | None = None,
+    readout: int = 40,
+    steps: int = 3,
+    seed: int | None = None,
+) -> VectorClassifier:
+    """Discrete-time vector-node classifier: weight-tied steps over the complete digraph."""
+    inputs = _vector_inputs(in_channels, length, num_nodes, readout)
+    graph = complete_digraph(num_nodes, inputs=inputs, outputs=readout)
+    return VectorClassifier(
+        graph,
+        mode="discrete",
+        rule=rule,
+        budget=budget_kwargs(rule, k, density, default_density=0.05),
+        num_classes=num_classes,
+        steps=steps,
+        seed=seed,
+    )
+
+
+@register_model()
+def vector_continuous(
+    *,
+    rule: str | WiringRule = "dnw",
+    num_classes: int = 10,
+    in_channels: int = 1,
+    length: int = 40,
+    num_nodes: int = 200,
+    k: int | None = None,
+    density: float | None = None,
+    readout: int = 40,
+    method: str = "rk4",
+    rtol: float = 1e-3,
+    atol: float = 1e-3,
+    t1: float = 1.0,
+    adjoint: bool = False,
+    solver_options: dict[str, Any] | None = None,
+    seed: int | None = None,
+) -> VectorClassifier:
+    """Continuous-time vector-node classifier over the complete digraph (default: one RK4 step)."""
+    inputs = _vector_inputs(in_channels, length, num_nodes, readout)
+    graph = complete_digraph(num_nodes, inputs=inputs, outputs=readout)
+    if solver_options is None and method == "rk4":
+        solver_options = {"step_size": t1}
+    solver = ODESolver(method, rtol, atol, t1, adjoint, solver_options)
+    return VectorClassifier(
+        graph,
+        mode="continuous",
+        rule=rule,
+        budget=budget_kwargs(rule, k, density, default_density=0.05),
+        num_classes=num_classes,
         solver=solver,
         seed=seed,
     )

@@ -20,7 +20,13 @@ from torch import Tensor, nn
 
 from graphwire._utils import describe
 from graphwire.errors import GraphError
-from graphwire.execution.node_ops import Activation, DepthwiseConv, GroupedNodeOp, Identity
+from graphwire.execution.node_ops import (
+    Activation,
+    DepthwiseConv,
+    DepthwiseConv1d,
+    GroupedNodeOp,
+    Identity,
+)
 from graphwire.execution.wired import WiredGraph
 from graphwire.layers import WiredLayer
 
@@ -61,6 +67,15 @@ def _depthwise_cost(op, nodes, shape):
     return cost
 
 
+def _depthwise1d_cost(op, nodes, shape):
+    n, taps = nodes.numel(), op.kernel_size
+    out = op(torch.zeros(1, 1, *shape, device=op.conv_weight.device), nodes[:1]).shape[2:]
+    cost = {"nodes": (n * taps, n * taps * math.prod(out))}
+    if op.norm_weight is not None:
+        cost["norm"] = (2 * n, 0)
+    return cost
+
+
 def _grouped_cost(op, nodes, shape, *, node_cost: NodeCoster | None = None):
     node_cost = node_cost or Rules().node_cost
     gid = op.group_id[nodes.to(op.group_id.device)].cpu()
@@ -76,6 +91,7 @@ BUILTIN_NODE_COSTS: Mapping[type, NodeCostFn] = MappingProxyType(
         Identity: _identity_cost,
         Activation: _activation_cost,
         DepthwiseConv: _depthwise_cost,
+        DepthwiseConv1d: _depthwise1d_cost,
         GroupedNodeOp: _grouped_cost,
     }
 )
@@ -291,7 +307,7 @@ class Rules:
                 f"count does not know the node operation {name}; pass a rule for it, "
                 f"graphwire.count(model, input_shape, node_costs={{{name}: fn}}) with "
                 "fn(op, nodes, feature_shape) -> {kind: (params, macs)}, or subclass "
-                "DepthwiseConv, Activation or Identity."
+                "DepthwiseConv, DepthwiseConv1d, Activation or Identity."
             )
         if fn is _grouped_cost:
             return fn(op, nodes, shape, node_cost=self.node_cost)

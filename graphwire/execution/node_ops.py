@@ -25,6 +25,7 @@ __all__ = [
     "Identity",
     "Activation",
     "DepthwiseConv",
+    "DepthwiseConv1d",
     "GroupedNodeOp",
     "NODE_OPS",
     "make_node_op",
@@ -139,6 +140,56 @@ class DepthwiseConv(NodeOp):
         return f"stride={self.stride}, norm={self.norm_weight is not None}"
 
 
+class DepthwiseConv1d(NodeOp):
+    """The paper's node for 1-D signals: instance norm (affine) -> ReLU -> depthwise 1-D conv.
+
+    The 1-D counterpart of :class:`DepthwiseConv` (``node_op="conv1d"``): each node has its
+    own norm scale and shift and one kernel of ``kernel_size`` taps (3 weights), applied
+    with ``kernel_size // 2`` zero padding so that stride 1 keeps the length.
+
+    Args:
+        num_nodes: Number of nodes ``N``.
+        stride: Stride of the conv.
+        norm: Apply the affine instance norm first.
+        kernel_size: Taps of the depthwise kernel (odd).
+
+    Example:
+        >>> import torch
+        >>> from graphwire.execution import DepthwiseConv1d
+        >>> DepthwiseConv1d(4)(torch.randn(2, 4, 10)).shape
+        torch.Size([2, 4, 10])
+        >>> DepthwiseConv1d(4, stride=2)(torch.randn(2, 4, 10)).shape
+        torch.Size([2, 4, 5])
+    """
+
+    def __init__(self, num_nodes: int, stride: int = 1, norm: bool = True, kernel_size: int = 3):
+        super().__init__()
+        self.stride, self.kernel_size = stride, kernel_size
+        self.norm_weight = nn.Parameter(torch.ones(num_nodes)) if norm else None
+        self.norm_bias = nn.Parameter(torch.zeros(num_nodes)) if norm else None
+        self.conv_weight = nn.Parameter(torch.empty(num_nodes, 1, kernel_size))
+        nn.init.kaiming_normal_(self.conv_weight, nonlinearity="relu")
+
+    def forward(self, x: Tensor, nodes: Tensor | None = None) -> Tensor:  # noqa: D102
+        if x.dim() != 3:
+            raise GraphError(
+                f"node_op='conv1d' needs 1-D features [B, n, L]; got {describe(x)}. Use 'conv' "
+                "for images [B, n, H, W] and 'relu' or 'tanh' for vector features."
+            )
+        if self.norm_weight is not None:
+            w, b = _take(self.norm_weight, nodes), _take(self.norm_bias, nodes)
+            x = F.instance_norm(x, weight=w, bias=b)
+        x = torch.relu(x)
+        kernel = _take(self.conv_weight, nodes)  # [n, 1, k]
+        return F.conv1d(
+            x, kernel, stride=self.stride, padding=self.kernel_size // 2, groups=x.shape[1]
+        )
+
+    def extra_repr(self) -> str:
+        """Summary shown by ``repr``."""
+        return f"stride={self.stride}, norm={self.norm_weight is not None}"
+
+
 class GroupedNodeOp(NodeOp):
     """Different node operations for different node groups.
 
@@ -180,6 +231,7 @@ NODE_OPS: Mapping[str, Callable[[int], NodeOp]] = MappingProxyType(
         "relu": lambda n: Activation(n, "relu"),
         "tanh": lambda n: Activation(n, "tanh"),
         "conv": DepthwiseConv,
+        "conv1d": DepthwiseConv1d,
     }
 )
 

@@ -24,12 +24,14 @@ from graphwire.training.checkpoint import (
 from graphwire.training.config import SCHEDULES, OptimizerConfig, ScheduleConfig, TrainConfig
 from graphwire.training.data import (
     DATASETS,
+    MNIST1D_ARGS,
     DataSplits,
     TensorLoader,
     load_cifar10,
     load_dataset,
     load_digits,
     load_imagenet,
+    load_mnist1d,
     make_loader,
 )
 from graphwire.training.distributed import (
@@ -64,10 +66,12 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "DataSplits",
     "load_digits",
+    "load_mnist1d",
     "load_cifar10",
     "load_imagenet",
     "load_dataset",
     "DATASETS",
+    "MNIST1D_ARGS",
     "TensorLoader",
     "make_loader",
     "DistInfo",

@@ -11,10 +11,14 @@ def test_smoke_runs_every_suite_code_path(tmp_path):
     assert main(["smoke", "--out", str(tmp_path), "--plots"]) == 0
     small = json.loads((tmp_path / "small-scale" / "results.json").read_text())
     rows = {(r["setting"], r["rule"]) for r in small["rows"]}
-    assert rows == {(s, r) for s in ("static", "discrete", "continuous") for r in ("random", "dnw")}
+    settings = ("static", "discrete", "continuous", "rnn")
+    assert rows == {(s, r) for s in settings for r in ("random", "dnw")}
+    assert small["dataset"] == "mnist1d"  # the default of small-scale and the demo
     assert small["machine"]["torch"] and small["machine"]["processor"]
     for row in small["rows"]:
-        assert 0 <= row["acc_mean"] <= 100 and row["paper_mean"] > 70
+        assert 0 <= row["acc_mean"] <= 100
+        assert row["setting"] == "rnn" or row["paper_mean"] > 70  # the paper has no RNN
+    assert "mnist1d 0.0.2" in (tmp_path / "small-scale" / "results.md").read_text()
     assert (tmp_path / "small-scale" / "accuracy_curves.png").stat().st_size > 0
     assert (tmp_path / "small-scale" / "wiring_static_adjacency.png").is_file()
     assert (tmp_path / "small-scale" / "wiring_discrete_layered.png").is_file()

@@ -32,6 +32,10 @@ SMALL = {
     "resnet50": (dict(num_classes=10), (2, 3, 32, 32)),
     "resnet_cifar": (dict(depth=8, width=4), (2, 3, 16, 16)),
     "graph_rnn": (dict(num_nodes=16), (3, 5, 8)),
+    "graph_rnn_1d": (dict(num_nodes=16), (3, 1, 40)),
+    # 1-D signals (MNIST-1D's [B, 1, 40]): the paper's structure in 1-D, and vector nodes
+    "tiny1d_": (dict(num_nodes=24, stem_channels=4, readout=4, k=60), (4, 1, 40)),
+    "vector_": (dict(length=12, num_nodes=28, readout=4, k=120), (4, 1, 12)),
     "graph_ode_vector": (dict(in_features=16, num_nodes=32, readout=8), (3, 16)),
 }
 
@@ -80,6 +84,13 @@ def test_registry_names_the_papers_networks():
         "resnet_cifar",
         "graph_rnn",
         "graph_ode_vector",
+        "tiny1d_static",
+        "tiny1d_discrete",
+        "tiny1d_continuous",
+        "vector_static",
+        "vector_discrete",
+        "vector_continuous",
+        "graph_rnn_1d",
     ):
         assert name in names
     assert model_defaults("dnw_mobilenet_x015")["width"] == 0.15
@@ -136,6 +147,8 @@ FAMILIES = [
     "dnw_mobilenet_small_x0225",
     "resnet_cifar",
     "graph_rnn",
+    "tiny1d_discrete",
+    "vector_static",
 ]
 
 
@@ -144,7 +157,8 @@ FAMILIES = [
 def test_comparison_rules_for_every_family(name, rule):
     if rule == "targeted_dropout":
         rule = TargetedDropout(rho=0.95, seed=0)
-    extra = {"k": None} if name.startswith("tiny") and rule == "complete" else {}
+    budgeted = name.startswith(("tiny", "vector"))
+    extra = {"k": None} if budgeted and rule == "complete" else {}
     model, shape = small(name, rule=rule, **extra)
     wired = wired_modules(model)
     masks = [m.edge_mask.clone() for m in wired]
@@ -223,3 +237,16 @@ def test_model_doctests():
             module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
         )
         assert result.failed == 0, module.__name__
+
+
+def test_one_d_models_take_signals_and_keep_the_papers_fraction():
+    net = create_model("tiny1d_static", seed=0)
+    assert net.stem(torch.randn(2, 1, 40)).shape == (2, 32, 10)  # 40 -> 10 samples
+    assert type(net.graph_net.node_op).__name__ == "DepthwiseConv1d"
+    vec = create_model("vector_discrete", seed=0)
+    assert vec.graph_net.graph.inputs.numel() == 40  # one input node per signal sample
+    assert int(vec.graph_net.edge_mask.sum()) == round(0.05 * vec.graph_net.graph.num_edges)
+    rnn = create_model("graph_rnn_1d", seed=0)
+    assert rnn.input_edges.in_features == 4  # 4 samples a step: 10 steps over 40 samples
+    with pytest.raises(ConfigError, match="multiple of chunk"):
+        rnn(torch.randn(2, 1, 42))

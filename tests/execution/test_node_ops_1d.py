@@ -5,7 +5,8 @@ import torch
 
 import graphwire
 from graphwire import GraphError, WiredGraph
-from graphwire.execution import NODE_OPS, DepthwiseConv1d, make_node_op
+from graphwire.execution import NODE_OPS, DepthwiseConv1d
+from graphwire.execution.node_ops import make_node_op
 from graphwire.graph import layered_dag
 
 

@@ -160,7 +160,7 @@ def test_per_group_node_ops():
     assert net(x).tolist() == [[-2.0, -2.0]]
     with pytest.raises(ConfigError, match="one entry per node group"):
         WiredGraph(g, node_op={"block1": "relu"}, density=1.0)
-    with pytest.raises(ConfigError, match="'conv', 'identity', 'relu', 'tanh'"):
+    with pytest.raises(ConfigError, match="'conv', 'conv1d', 'identity', 'relu', 'tanh'"):
         WiredGraph(g, node_op="gelu", density=1.0)
 
 

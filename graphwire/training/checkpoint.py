@@ -33,7 +33,7 @@ def rng_state() -> dict[str, Any]:
 
     Example:
         >>> import torch
-        >>> from graphwire.training import rng_state, set_rng_state
+        >>> from graphwire.training.checkpoint import rng_state, set_rng_state
         >>> state = rng_state(); a = torch.rand(1)
         >>> set_rng_state(state); bool(torch.rand(1) == a)
         True

@@ -40,7 +40,7 @@ class DistInfo:
         device: The device this process trains on.
 
     Example:
-        >>> from graphwire.training import DistInfo
+        >>> from graphwire.training.distributed import DistInfo
         >>> DistInfo().is_main
         True
     """

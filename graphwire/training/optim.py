@@ -54,7 +54,8 @@ def parameter_groups(model: nn.Module, config: OptimizerConfig) -> list[dict[str
     Example:
         >>> from graphwire import WiredGraph
         >>> from graphwire.graph import layered_dag
-        >>> from graphwire.training import OptimizerConfig, parameter_groups
+        >>> from graphwire.training import OptimizerConfig
+        >>> from graphwire.training.optim import parameter_groups
         >>> net = WiredGraph(layered_dag([2, 3, 1]), density=0.5, seed=0)
         >>> [(g["name"], len(g["params"])) for g in parameter_groups(net, OptimizerConfig())]
         [('edges', 1), ('decay', 1)]
@@ -136,7 +137,8 @@ class LRSchedule:
         epochs: Number of epochs of the run.
 
     Example:
-        >>> from graphwire.training import LRSchedule, ScheduleConfig
+        >>> from graphwire.training import ScheduleConfig
+        >>> from graphwire.training.optim import LRSchedule
         >>> s = LRSchedule(ScheduleConfig("multistep", milestones=(2,)), 10, 4)
         >>> s(0), s(19), s(20)
         (1.0, 1.0, 0.1)
@@ -180,7 +182,8 @@ def build_scheduler(
 
     Example:
         >>> import torch
-        >>> from graphwire.training import ScheduleConfig, build_scheduler
+        >>> from graphwire.training import ScheduleConfig
+        >>> from graphwire.training.optim import build_scheduler
         >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
         >>> sched = build_scheduler(opt, ScheduleConfig("cosine"), steps_per_epoch=5, epochs=2)
         >>> round(sched.get_last_lr()[0], 4)

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from graphwire import DataError
-from graphwire.training import DATASETS, load_dataset, load_mnist1d
 from graphwire.training import data as data_module
+from graphwire.training import load_dataset, load_mnist1d
+from graphwire.training.data import DATASETS
 
 
 @pytest.fixture

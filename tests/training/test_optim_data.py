@@ -6,19 +6,18 @@ from torch import nn
 
 from graphwire import ConfigError, DataError, DNWOptimizer, GraphError
 from graphwire.training import (
-    DistInfo,
-    LRSchedule,
     OptimizerConfig,
     ScheduleConfig,
-    TensorLoader,
     TrainConfig,
     build_optimizer,
     load_cifar10,
     load_dataset,
     load_digits,
     load_imagenet,
-    parameter_groups,
 )
+from graphwire.training.data import TensorLoader
+from graphwire.training.distributed import DistInfo
+from graphwire.training.optim import LRSchedule, parameter_groups
 
 
 def test_multistep_with_warmup_per_iteration():

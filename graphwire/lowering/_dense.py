@@ -44,10 +44,10 @@ SPARSE_MAX_DENSITY = 0.25
 
 #: ``backend="auto"`` runs the dense blocks while they hold at most this many entries
 #: per candidate edge, and message passing beyond (a candidate set so sparse that the
-#: dense products would mostly multiply zeros). Measured by ``python -m benchmarks
-#: speed`` on a 2-core CPU: gathering one message per edge costs about as much as
-#: 20-60 multiply-adds of a dense product.
-AUTO_MAX_FILL = 16.0
+#: dense products would mostly multiply zeros). Measured by the crossover table of
+#: ``python -m benchmarks speed`` (2-core CPU, discrete time, training step): dense won
+#: at 32.5 entries per candidate (2.1x), message passing at 128.6 (1.2x).
+AUTO_MAX_FILL = 64.0
 
 
 def mix(z: Tensor, a: Tensor) -> Tensor:
@@ -72,6 +72,17 @@ def mix(z: Tensor, a: Tensor) -> Tensor:
     if z.dim() == 2:
         return z @ a.t()
     return (z.movedim(1, -1) @ a.t()).movedim(-1, 1)
+
+
+def frozen_mix(z: Tensor, a: Tensor) -> Tensor:
+    """:func:`mix` for contiguous ``[B, n, *F]`` features: one batched product, no copy.
+
+    The form of inference, where features stay in the default memory layout.
+    """
+    if z.dim() == 2:
+        return z @ a.t()
+    out = torch.matmul(a, z.flatten(2))  # [B, m, P]
+    return out.view(z.shape[0], -1, *z.shape[2:])
 
 
 def csr_mix(z: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> Tensor:
@@ -202,6 +213,7 @@ class DenseExecutor(nn.Module):
     def forward(self, z0: Tensor, module: WiredGraph) -> Tensor:  # noqa: D102
         sparse = self._sparse_inference(z0)
         if sparse:
+            z0 = z0.contiguous()
             mixes = self._sparse_mixes(module)
         else:
             z0 = _layout(z0)
@@ -258,7 +270,7 @@ class DenseExecutor(nn.Module):
                 mixes.append(_SparseBlock(rowptr, col, v, rows))
             else:
                 block = w.new_zeros(rows * cols).index_put_((local,), v).view(rows, cols)
-                mixes.append(_DenseBlock(block))
+                mixes.append(_DenseBlock(block, frozen=True))
         return mixes
 
     # ------------------------------------------------------------------ modes
@@ -301,13 +313,17 @@ class DenseExecutor(nn.Module):
 
 
 class _DenseBlock:
-    """``z -> A z`` for a dense block ``A`` (``[rows, cols]``)."""
+    """``z -> A z`` for a dense block ``A`` (``[rows, cols]``).
 
-    def __init__(self, a: Tensor) -> None:
-        self.a = a
+    Training mixes channels-last features (:func:`mix`); inference keeps the default
+    layout and uses one batched product (:func:`frozen_mix`).
+    """
+
+    def __init__(self, a: Tensor, frozen: bool = False) -> None:
+        self.a, self.fn = a, frozen_mix if frozen else mix
 
     def __call__(self, z: Tensor) -> Tensor:
-        return mix(z, self.a)
+        return self.fn(z, self.a)
 
     def tensors(self) -> tuple[Tensor, ...]:
         return (self.a,)

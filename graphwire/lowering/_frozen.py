@@ -24,6 +24,7 @@ from graphwire.lowering._dense import (
     _window,
     contiguous_range,
     csr_mix,
+    frozen_mix,
     read_out,
     sparse_wins,
 )
@@ -51,10 +52,7 @@ class DenseMix(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         """``z`` ``[B, n, *F]`` -> ``[B, m, *F]``."""
-        if z.dim() == 2:
-            return z @ self.weight.t()
-        out = torch.matmul(self.weight, z.flatten(2))  # [B, m, P]
-        return out.view(z.shape[0], -1, *z.shape[2:])
+        return frozen_mix(z, self.weight)
 
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""

@@ -298,7 +298,7 @@ def restore_model(spec: dict[str, Any]) -> nn.Module:
     """Rebuild a run's model and load its last checkpoint (weights and masks)."""
     data = load_data(spec)
     model = build_model(spec, data)
-    # The compiled training modules share the source's parameters and state-dict keys.
+    # The trained model is the model itself (no compiled copy): its state dict loads here.
     model.load_state_dict(load_checkpoint(Path(spec["run_dir"]) / "last.pt")["model"])
     return model
 

@@ -500,7 +500,7 @@ def crossover_points(args, device: torch.device) -> list[dict]:
 
 
 def profile_selection(args, device: torch.device, path: Path) -> None:
-    """Write where one compiled training step of the selection graph spends its time."""
+    """Write where one training step of the selection graph spends its time."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
     net, opt, x = _selection_graph(args, device)

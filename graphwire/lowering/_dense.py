@@ -46,7 +46,7 @@ SPARSE_MAX_DENSITY = 0.25
 #: per candidate edge, and message passing beyond (a candidate set so sparse that the
 #: dense products would mostly multiply zeros). Measured by the crossover table of
 #: ``python -m benchmarks speed`` (2-core CPU, discrete time, training step): dense won
-#: at 32.5 entries per candidate (2.1x), message passing at 128.6 (1.2x).
+#: at 32.5 entries per candidate (2.1-2.3x), message passing from 128.6 on (1.1-1.4x).
 AUTO_MAX_FILL = 64.0
 
 

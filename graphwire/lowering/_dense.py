@@ -219,7 +219,9 @@ class DenseExecutor(nn.Module):
             z0 = _layout(z0)
             mixes = self._dense_mixes(module)
         if self.mode == "dag":
-            return self._run_dag(z0, mixes, module.node_op)
+            # inference: a node no output depends on need not run its operation
+            observed = self._observed(module) if sparse else None
+            return self._run_dag(z0, mixes, module.node_op, observed)
         z_u, z_h, c = self._initial(z0, mixes[1])
         z_u = z_u if sparse else _layout(z_u)
         lay = self.layout
@@ -274,16 +276,24 @@ class DenseExecutor(nn.Module):
         return mixes
 
     # ------------------------------------------------------------------ modes
-    def _run_dag(self, z0: Tensor, mixes: list, node_op: nn.Module) -> Tensor:
-        pieces, offsets = [z0], [0]  # node features in layout order, one piece per step
-        for step, block in zip(self.layout.stages, mixes):
-            if step.cols:
-                src = _window(pieces, offsets, step.lo, step.start)  # [B, cols, *F]
+    def _observed(self, module: WiredGraph) -> Tensor:
+        """Boolean ``[N]``: nodes with a path to an output under the current weights."""
+        used = (module.effective_weight() != 0).cpu()
+        return module.graph.reaches_outputs(used)
+
+    def _run_dag(
+        self, z0: Tensor, mixes: list, node_op: nn.Module, observed: Tensor | None = None
+    ) -> Tensor:
+        pieces, offsets = [z0], [0]  # node features in layout order, one piece per stage
+        for stage, block in zip(self.layout.stages, mixes):
+            if stage.cols:
+                src = _window(pieces, offsets, stage.lo, stage.start)  # [B, cols, *F]
                 inp = block(src)  # [B, rows, *F]
             else:
-                inp = z0.new_zeros(z0.shape[0], step.rows, *z0.shape[2:])
-            pieces.append(node_op(inp, self.order[step.start : step.start + step.rows]))
-            offsets.append(step.start)
+                inp = z0.new_zeros(z0.shape[0], stage.rows, *z0.shape[2:])
+            nodes = self.order[stage.start : stage.start + stage.rows]
+            pieces.append(_apply_observed(node_op, inp, nodes, observed))
+            offsets.append(stage.start)
         return read_out(pieces, offsets, self.out_pos, self.out_range)
 
     def _initial(self, z0: Tensor, held_block) -> tuple[Tensor, Tensor, Tensor | float]:
@@ -310,6 +320,27 @@ class DenseExecutor(nn.Module):
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""
         return f"mode={self.mode!r}, dense entries={self.layout.size}"
+
+
+def _apply_observed(node_op, inp: Tensor, nodes: Tensor, observed: Tensor | None) -> Tensor:
+    """``node_op(inp, nodes)``, run only on the ``observed`` nodes (zeros elsewhere).
+
+    A node no output depends on is read only by nodes no output depends on, so its value
+    never reaches the result; skipping its operation changes nothing observable.
+    """
+    if observed is None:
+        return node_op(inp, nodes)
+    keep = observed[nodes.cpu()]
+    if bool(keep.all()):
+        return node_op(inp, nodes)
+    idx = keep.nonzero().flatten()
+    if idx.numel() == 0:  # run one node for the output's shape, keep none of it
+        out = node_op(inp[:, :1], nodes[:1])
+        return out.new_zeros(out.shape[0], nodes.numel(), *out.shape[2:])
+    idx = idx.to(inp.device)
+    out = node_op(inp.index_select(1, idx), nodes[idx])  # [B, kept, *F']
+    full = out.new_zeros(out.shape[0], nodes.numel(), *out.shape[2:])
+    return full.index_copy(1, idx, out)
 
 
 class _DenseBlock:

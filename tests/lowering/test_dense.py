@@ -311,3 +311,21 @@ def test_inference_without_gradients_runs_sparse_blocks_and_matches_reference(mo
         torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(y_inf, expected, rtol=1e-10, atol=1e-10)
     assert sparse_blocks > 0 or not _kernel.available()
+
+
+def test_inference_skips_node_ops_no_output_depends_on():
+    """Nodes cut off from the outputs by the selection run no operation at inference."""
+    g = layered_dag([2, 4, 2])
+    src, dst = g.edge_index
+    keep = ~((dst >= 2) & (dst < 6) & (dst % 2 == 1))  # hidden nodes 3 and 5 lose inputs...
+    keep &= ~((src == 3) | (src == 5))  # ...and outputs: no output depends on them
+    net = WiredGraph(g, node_op="tanh", rule=Frozen(keep), seed=0).double()
+    seen = []
+    net.node_op.register_forward_pre_hook(lambda m, args: seen.append(args[1].tolist()))
+    x = torch.randn(3, 2, dtype=torch.float64)
+    with torch.no_grad():
+        y = net(x)
+    assert [3, 5] not in seen and all(3 not in s and 5 not in s for s in seen)
+    net.backend = "reference"
+    with torch.no_grad():
+        torch.testing.assert_close(y, net(x), rtol=0, atol=1e-12)

@@ -169,7 +169,7 @@ def load_mnist1d(
     """MNIST-1D (Greydanus and Kobak), generated offline from a fixed seed.
 
     The signals come from ``mnist1d.data.make_dataset`` with the published generation
-    arguments (:data:`~graphwire.training.MNIST1D_ARGS`); with the defaults (5,000 samples,
+    arguments (:data:`~graphwire.training.data.MNIST1D_ARGS`); with the defaults (5,000 samples,
     seed 42) they are the published data set: 4,000 training and 1,000 test signals of 40
     samples, which serve as the training and validation split. Nothing is downloaded.
     MNIST-1D is made not to saturate: logistic regression reaches about 32%, an MLP about

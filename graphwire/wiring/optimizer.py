@@ -92,6 +92,7 @@ class DNWOptimizer(Optimizer):
     Attributes:
         last_swaps: ``{module name: (edges in, edges out)}`` of the last step.
         swaps_total: Edges swapped in over all steps so far.
+        step_count: Optimizer steps taken so far (saved in :meth:`state_dict`).
 
     Example:
         >>> import torch
@@ -132,7 +133,7 @@ class DNWOptimizer(Optimizer):
         self.base_optimizer = base_optimizer
         self.last_swaps: dict[str, tuple[int, int]] = {}
         self.swaps_total = 0
-        self.steps = 0
+        self.step_count = 0
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
@@ -176,7 +177,7 @@ class DNWOptimizer(Optimizer):
         loss = self.base_optimizer.step(closure)
         with torch.no_grad():
             self.last_swaps = _reselect_all(self.wired)
-        self.steps += 1
+        self.step_count += 1
         self.swaps_total += self.swaps_last_step
         return loss
 
@@ -202,7 +203,7 @@ class DNWOptimizer(Optimizer):
         state = {
             "base": self.base_optimizer.state_dict(),
             "masks": {name: m.edge_mask.detach().cpu().clone() for name, m in self.wired.items()},
-            "steps": self.steps,
+            "steps": self.step_count,  # the key of 0.1 checkpoints
             "swaps_total": self.swaps_total,
         }
         for post_hook in self._optimizer_state_dict_post_hooks.values():
@@ -245,7 +246,7 @@ class DNWOptimizer(Optimizer):
         with torch.no_grad():
             for name, module in self.wired.items():
                 module.edge_mask.copy_(masks[name])
-        self.steps = int(state_dict.get("steps", 0))
+        self.step_count = int(state_dict.get("steps", 0))
         self.swaps_total = int(state_dict.get("swaps_total", 0))
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)

@@ -55,7 +55,7 @@ def test_main_accepts_the_tiny_arguments(name):
 
 def test_quickstart(capsys):
     opt = load("quickstart").main(**TINY["quickstart"])
-    assert opt.steps == 3
+    assert opt.step_count == 3
     assert "edges in use" in capsys.readouterr().out
 
 

@@ -147,7 +147,7 @@ def test_torch_hook_apis_work_on_the_wrapper():
     net, opt = _wrapped()
     calls = []
     opt.register_step_pre_hook(lambda o, args, kwargs: calls.append(("pre", o is opt)))
-    opt.register_step_post_hook(lambda o, args, kwargs: calls.append(("post", o.steps)))
+    opt.register_step_post_hook(lambda o, args, kwargs: calls.append(("post", o.step_count)))
     opt.register_state_dict_pre_hook(lambda o: calls.append("sd_pre"))
     opt.register_state_dict_post_hook(lambda o, sd: {**sd, "tag": 7})
     opt.register_load_state_dict_pre_hook(lambda o, sd: calls.append(("load_pre", sd["tag"])))

@@ -34,7 +34,6 @@ __all__ = [
     "tiny_static",
     "tiny_discrete",
     "tiny_continuous",
-    "Tiny1dClassifier",
     "tiny_stem1d",
     "tiny1d_static",
     "tiny1d_discrete",
@@ -107,6 +106,10 @@ def static_graph(num_nodes: int, inputs: int, readout: int, blocks: int = 4) -> 
 class TinyClassifier(nn.Module):
     """Stem -> wired channel graph -> average pool over the read-out nodes -> linear.
 
+    Images by default; given ``length`` instead of ``image_size`` it is the same network
+    for 1-D signals, every 2-D part made 1-D (the stem's convolutions, the node operation
+    ``"conv1d"``: instance norm -> ReLU -> depthwise 3-tap conv, and the pool).
+
     Args:
         graph: The channel graph; its inputs take the stem's channels, its outputs are
             read out.
@@ -114,8 +117,10 @@ class TinyClassifier(nn.Module):
         rule: Wiring rule name or instance.
         budget: ``{"k": ...}`` or ``{"density": ...}`` (empty for rules without one).
         num_classes: Classes.
-        in_channels: Image channels.
+        in_channels: Image (or signal) channels.
         image_size: Image side; the stem halves it down to 8 (at most twice).
+        length: Signal length, for 1-D signals instead of images; the stem halves it
+            down to 10 (at most twice).
         steps: Time steps in ``mode="discrete"``.
         solver: ODE solver in ``mode="continuous"``.
         seed: Seed of every initial weight and of a random graph.
@@ -130,21 +135,34 @@ class TinyClassifier(nn.Module):
         budget: dict[str, Any],
         num_classes: int,
         in_channels: int,
-        image_size: int,
+        image_size: int | None = None,
+        length: int | None = None,
         steps: int = 5,
         solver: ODESolver | None = None,
         seed: int | None = None,
     ) -> None:
         super().__init__()
+        if (image_size is None) == (length is None):
+            raise ConfigError(
+                f"give exactly one of image_size (images) or length (1-D signals); got "
+                f"image_size={image_size!r}, length={length!r}."
+            )
+        signals = length is not None
+        node_op = "conv1d" if signals else "conv"
+        pool = nn.AdaptiveAvgPool1d(1) if signals else nn.AdaptiveAvgPool2d(1)
+        n_in = graph.inputs.numel()
         with seeded(seed):
-            self.stem = tiny_stem(in_channels, graph.inputs.numel(), stem_strides(image_size))
+            if signals:
+                self.stem = tiny_stem1d(in_channels, n_in, stem_strides(length, 10))
+            else:
+                self.stem = tiny_stem(in_channels, n_in, stem_strides(image_size))
             # In the static graph the input nodes run their own node operation on the stem's
-            # maps (every node has its 3x3 kernel); in the dynamic graphs they are updated
+            # maps (every node has its own kernel); in the dynamic graphs they are updated
             # by the same dynamics as every other node.
             self.graph_net = WiredGraph(
                 graph,
-                node_op="conv",
-                input_op="conv" if mode == "dag" else "identity",
+                node_op=node_op,
+                input_op=node_op if mode == "dag" else "identity",
                 rule=rule,
                 scope="global",
                 mode=mode,
@@ -154,11 +172,11 @@ class TinyClassifier(nn.Module):
                 **budget,
             )
             self.head = nn.Sequential(
-                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(graph.outputs.numel(), num_classes)
+                pool, nn.Flatten(), nn.Linear(graph.outputs.numel(), num_classes)
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        """``[B, in_channels, H, W]`` images -> ``[B, num_classes]`` logits."""
+        """``[B, in_channels, H, W]`` images (or ``[B, in_channels, L]``) -> logits."""
         z = self.stem(x)  # [B, n_inputs, h, w]
         z = self.graph_net(z)  # [B, readout, h, w]
         return self.head(z)  # [B, num_classes]
@@ -296,65 +314,6 @@ def tiny_stem1d(
     )
 
 
-class Tiny1dClassifier(nn.Module):
-    """The tiny classifier for 1-D signals: stem -> wired graph of 1-D nodes -> pool -> linear.
-
-    The paper's structure with every 2-D part made 1-D: the stem's convolutions, the node
-    operation (``node_op="conv1d"``: instance norm -> ReLU -> depthwise 3-tap conv) and
-    the average pool over the read-out nodes.
-
-    Args:
-        graph: The channel graph; its inputs take the stem's channels, its outputs are
-            read out.
-        mode: ``"dag"``, ``"discrete"`` or ``"continuous"``.
-        rule: Wiring rule name or instance.
-        budget: ``{"k": ...}`` or ``{"density": ...}`` (empty for rules without one).
-        num_classes: Classes.
-        in_channels: Signal channels.
-        length: Signal length; the stem halves it down to 10 (at most twice).
-        steps: Time steps in ``mode="discrete"``.
-        solver: ODE solver in ``mode="continuous"``.
-        seed: Seed of every initial weight and of a random graph.
-    """
-
-    def __init__(
-        self,
-        graph: ChannelGraph,
-        *,
-        mode: str,
-        rule: str | WiringRule,
-        budget: dict[str, Any],
-        num_classes: int,
-        in_channels: int,
-        length: int,
-        steps: int = 5,
-        solver: ODESolver | None = None,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__()
-        with seeded(seed):
-            self.stem = tiny_stem1d(in_channels, graph.inputs.numel(), stem_strides(length, 10))
-            self.graph_net = WiredGraph(
-                graph,
-                node_op="conv1d",
-                input_op="conv1d" if mode == "dag" else "identity",
-                rule=rule,
-                scope="global",
-                mode=mode,
-                steps=steps,
-                solver=solver,
-                seed=seed,
-                **budget,
-            )
-            self.head = nn.Sequential(
-                nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(graph.outputs.numel(), num_classes)
-            )
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``[B, in_channels, L]`` signals -> ``[B, num_classes]`` logits."""
-        return self.head(self.graph_net(self.stem(x)))
-
-
 @register_model()
 def tiny1d_static(
     *,
@@ -369,7 +328,7 @@ def tiny1d_static(
     readout: int = 32,
     blocks: int = 4,
     seed: int | None = None,
-) -> Tiny1dClassifier:
+) -> TinyClassifier:
     """The static tiny classifier for 1-D signals (default: 200 nodes, 5% of the candidates).
 
     Example:
@@ -381,7 +340,7 @@ def tiny1d_static(
         torch.Size([2, 10])
     """
     graph = static_graph(num_nodes, stem_channels, readout, blocks)
-    return Tiny1dClassifier(
+    return TinyClassifier(
         graph,
         mode="dag",
         rule=rule,
@@ -407,10 +366,10 @@ def tiny1d_discrete(
     readout: int = 32,
     steps: int = 3,
     seed: int | None = None,
-) -> Tiny1dClassifier:
+) -> TinyClassifier:
     """The discrete-time tiny classifier for 1-D signals: weight-tied steps, complete digraph."""
     graph = complete_digraph(num_nodes, inputs=stem_channels, outputs=readout)
-    return Tiny1dClassifier(
+    return TinyClassifier(
         graph,
         mode="discrete",
         rule=rule,
@@ -442,13 +401,13 @@ def tiny1d_continuous(
     adjoint: bool = False,
     solver_options: dict[str, Any] | None = None,
     seed: int | None = None,
-) -> Tiny1dClassifier:
+) -> TinyClassifier:
     """The continuous-time tiny classifier for 1-D signals (default: one fixed RK4 step)."""
     graph = complete_digraph(num_nodes, inputs=stem_channels, outputs=readout)
     if solver_options is None and method == "rk4":
         solver_options = {"step_size": t1}
     solver = ODESolver(method, rtol, atol, t1, adjoint, solver_options)
-    return Tiny1dClassifier(
+    return TinyClassifier(
         graph,
         mode="continuous",
         rule=rule,

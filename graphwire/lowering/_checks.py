@@ -5,15 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from graphwire._utils import describe
 from graphwire.errors import GraphError
 
 __all__ = ["check_features"]
 
 
 def _describe(x: object) -> str:
-    if isinstance(x, Tensor):
-        return f"a tensor of shape {list(x.shape)}, dtype {x.dtype} on {x.device}"
-    return f"{type(x).__name__} {x!r}"[:200]
+    """The shared description of ``x`` (_utils.describe), with a tensor's device."""
+    return f"{describe(x)} on {x.device}" if isinstance(x, Tensor) else describe(x)
 
 
 def check_features(x: object, n_inputs: int, like: Tensor, floating: torch.dtype | None) -> None:

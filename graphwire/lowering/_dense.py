@@ -207,20 +207,23 @@ class DenseExecutor(nn.Module):
 
     def blocks(self, module: WiredGraph) -> Tensor:
         """All dense blocks, flattened into one ``[size + 1]`` tensor (last entry unused)."""
-        w = module.effective_weight()  # [E]
+        return self._scatter(module.effective_weight())
+
+    def _scatter(self, w: Tensor) -> Tensor:
         return w.new_zeros(self.layout.size + 1).scatter_add(0, self.slot, w)
 
     def forward(self, z0: Tensor, module: WiredGraph) -> Tensor:  # noqa: D102
+        w = module.effective_weight()  # [E], once per call
         sparse = self._sparse_inference(z0)
         if sparse:
             z0 = z0.contiguous()
-            mixes = self._sparse_mixes(module)
+            mixes = self._sparse_mixes(w)
         else:
             z0 = _layout(z0)
-            mixes = self._dense_mixes(module)
+            mixes = self._dense_mixes(w)
         if self.mode == "dag":
             # inference: a node no output depends on need not run its operation
-            observed = self._observed(module) if sparse else None
+            observed = module.graph.reaches_outputs((w != 0).cpu()) if sparse else None
             return self._run_dag(z0, mixes, module.node_op, observed)
         z_u, z_h, c = self._initial(z0, mixes[1])
         z_u = z_u if sparse else _layout(z_u)
@@ -243,9 +246,9 @@ class DenseExecutor(nn.Module):
             and _kernel.available()
         )
 
-    def _dense_mixes(self, module: WiredGraph) -> list:
-        """One ``z -> A z`` per block, every block dense (differentiable)."""
-        flat = self.blocks(module)
+    def _dense_mixes(self, w: Tensor) -> list:
+        """One ``z -> A z`` per block from the ``[E]`` weights ``w``, all dense (differentiable)."""
+        flat = self._scatter(w)
         # one split, not a slice per block: its backward is one concatenation
         parts = flat.split([rows * cols for _, rows, cols in self.block_shapes] + [1])
         return [
@@ -253,9 +256,8 @@ class DenseExecutor(nn.Module):
             for part, (_, rows, cols) in zip(parts, self.block_shapes)
         ]
 
-    def _sparse_mixes(self, module: WiredGraph) -> list:
-        """One ``z -> A z`` per block, each CSR or dense by the cost model (inference)."""
-        w = module.effective_weight()  # [E]
+    def _sparse_mixes(self, w: Tensor) -> list:
+        """One ``z -> A z`` per block from ``w``, each CSR or dense by the cost model."""
         size = self.layout.size
         keep = ((w != 0) & (self.slot < size)).nonzero().flatten()
         slots, order = self.slot[keep].sort()
@@ -276,11 +278,6 @@ class DenseExecutor(nn.Module):
         return mixes
 
     # ------------------------------------------------------------------ modes
-    def _observed(self, module: WiredGraph) -> Tensor:
-        """Boolean ``[N]``: nodes with a path to an output under the current weights."""
-        used = (module.effective_weight() != 0).cpu()
-        return module.graph.reaches_outputs(used)
-
     def _run_dag(
         self, z0: Tensor, mixes: list, node_op: nn.Module, observed: Tensor | None = None
     ) -> Tensor:

@@ -91,8 +91,7 @@ class SharedBudget:
         total = sum(m.weight.numel() for m in self.modules)
         self.scopes = None if scopes is None else list(scopes)
         sizes = [total] if self.scopes is None else [int(s.numel()) for s in self.scopes]
-        names = scope_names if scope_names is not None else None
-        self.counts: list[int] = self.rule.budget(sizes, k=k, density=density, names=names)
+        self.counts: list[int] = self.rule.budget(sizes, k=k, density=density, names=scope_names)
         self.k = sum(self.counts)
         for module in self.modules:
             module.shared_budget, module.rule = self, self.rule

@@ -300,7 +300,7 @@ def test_inference_without_gradients_runs_sparse_blocks_and_matches_reference(mo
         net, x = random_net(seed, mode, images=seed % 2 == 0)
         net.eval()
         with torch.no_grad():
-            mixes = net.dense._sparse_mixes(net)
+            mixes = net.dense._sparse_mixes(net.effective_weight())
             sparse_blocks += sum(isinstance(m, _SparseBlock) for m in mixes)
             y = net(x)
         with torch.inference_mode():

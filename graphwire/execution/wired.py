@@ -13,7 +13,13 @@ from graphwire.errors import ConfigError, SelectionError
 from graphwire.execution.node_ops import NodeOpSpec, make_node_op
 from graphwire.execution.reference import ReferenceExecutor
 from graphwire.graph.channel_graph import MODES, ChannelGraph
-from graphwire.lowering import AUTO_MAX_FILL, DenseExecutor, ODESolver, check_features
+from graphwire.lowering import (
+    AUTO_MAX_FILL,
+    DenseExecutor,
+    InferenceCache,
+    ODESolver,
+    check_features,
+)
 from graphwire.wiring.budget import SharedBudget
 from graphwire.wiring.module import WiredModule
 from graphwire.wiring.rules import WiringRule, make_rule
@@ -45,6 +51,12 @@ class WiredGraph(WiredModule):
     (:class:`~graphwire.execution.ReferenceExecutor`). Outputs and every gradient agree
     to rounding; switch with ``net.backend = "reference"``.
 
+    In evaluation mode without gradients (``net.eval()`` under ``torch.no_grad()`` or
+    ``torch.inference_mode()``), a DAG or discrete-time network on a CPU runs through
+    the frozen module of its current state (:class:`~graphwire.lowering.CompiledGraph`:
+    dead nodes removed, sparse kernels), kept in ``net.inference_cache`` and rebuilt
+    whenever the weights, the mask or the node operations change.
+
     Args:
         graph: The candidate edges, inputs, outputs and groups.
         node_op: The node operation ``f_v`` of non-input nodes: ``"identity"``,
@@ -71,6 +83,10 @@ class WiredGraph(WiredModule):
         seed: Seed for the edge weights and a random rule's graph; ``None`` uses torch's
             global generator.
         backend: ``"auto"`` (default), ``"dense"`` or ``"reference"``; see above.
+
+    Attributes:
+        inference_cache: The :class:`~graphwire.lowering.InferenceCache` of evaluation
+            calls without gradients.
 
     Example:
         >>> import torch
@@ -128,6 +144,7 @@ class WiredGraph(WiredModule):
         self.dense = DenseExecutor(graph, mode)
         self.reference: ReferenceExecutor | None = None  # built when first selected
         self.backend = backend
+        self.inference_cache = InferenceCache()  # a plain attribute: not in the state dict
 
         # Scopes of the top-k: the edge indices of each scope, computed once.
         if scope == "group":
@@ -259,8 +276,28 @@ class WiredGraph(WiredModule):
             The output nodes' features, ``[B, n_outputs, ...]``, outputs in index order.
         """
         check_features(x, self.inputs.numel(), self.weight, floating=self.weight.dtype)
+        frozen = self.inference_cache.get(self) if self._runs_frozen(x) else None
+        if frozen is not None:  # evaluation without gradients: the current state, frozen
+            return frozen(x)  # [B, n_out, *F]
         z0 = self.input_op(x, self.inputs)  # [B, n_in, *F]
         return self.executor(z0, self)  # [B, n_out, *F]
+
+    def _runs_frozen(self, x: Tensor) -> bool:
+        """Whether this call may run the frozen module of the current state.
+
+        Only where it computes what the dense backend computes: evaluation mode (node
+        operations use their running statistics), no gradients, the dense backend, a DAG
+        or discrete-time network (continuous time keeps its solver's function-evaluation
+        count and error control), features on a CPU, outside ``torch.compile``.
+        """
+        return not (
+            self.training
+            or torch.is_grad_enabled()
+            or self._backend != "dense"
+            or self.mode == "continuous"
+            or x.device.type != "cpu"
+            or torch.compiler.is_compiling()
+        )
 
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""

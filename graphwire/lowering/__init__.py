@@ -7,7 +7,9 @@ One room for everything that turns a channel graph into fast tensor code:
 - :class:`DenseExecutor`: the default backend of :class:`~graphwire.WiredGraph`, which
   trains and infers through dense blocks rebuilt from the edge weights at every call;
 - :class:`CompiledGraph`: the frozen inference module of ``graphwire.compile(mode="eval")``
-  (dead nodes removed, channels compacted, dense or sparse blocks by a cost model);
+  (dead nodes removed, channels compacted, dense or sparse blocks by a cost model), and
+  the :class:`InferenceCache` through which a network in evaluation mode reuses one while
+  its state is unchanged;
 - the continuous-time helper (:class:`~graphwire.ODESolver`, :func:`integrate`) and the
   one input check (:func:`check_features`).
 """
@@ -19,6 +21,7 @@ from graphwire.lowering._frozen import (
     SPARSE_MAX_DENSITY,
     CompiledGraph,
     DenseMix,
+    InferenceCache,
     SparseMix,
     sparse_kernel_available,
 )
@@ -45,6 +48,7 @@ __all__ = [
     "CompiledGraph",
     "DenseMix",
     "SparseMix",
+    "InferenceCache",
     "SPARSE_MAX_DENSITY",
     "sparse_kernel_available",
     "ODESolver",

@@ -34,7 +34,7 @@ from graphwire.lowering._layout import dag_layout, recurrent_layout
 if TYPE_CHECKING:  # pragma: no cover
     from graphwire.execution.wired import WiredGraph
 
-__all__ = ["CompiledGraph", "DenseMix", "SparseMix", "SPARSE_MAX_DENSITY"]
+__all__ = ["CompiledGraph", "DenseMix", "SparseMix", "SPARSE_MAX_DENSITY", "InferenceCache"]
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -331,3 +331,85 @@ def _check_compilable(wired: WiredGraph, mask: Tensor) -> None:
             f"(e.g. {graph.outputs[:5].tolist()}) is reachable from the inputs under the "
             "current selection, so the network ignores its data. Train longer or raise k."
         )
+
+
+class InferenceCache:
+    """The frozen module of a wired graph's current state, rebuilt only when that changes.
+
+    :class:`~graphwire.WiredGraph` keeps one: in evaluation mode without gradients, on a
+    CPU, a DAG or discrete-time network runs through a :class:`CompiledGraph` of its
+    current state (dead nodes removed, channels compacted), built at the first such call
+    and reused while nothing it depends on has changed. The check is exact and needs no
+    hooks: every call compares the effective edge weights, the mask, the state of the
+    input and node operations and the number of steps with those the frozen module was
+    built from (``torch.equal``, one pass over ``[E]``), so an in-place edit, a
+    re-selection, an optimizer step, loading a state dict or a move to another dtype
+    all rebuild it. The cache is a plain attribute: it is neither a submodule nor in the
+    state dict.
+
+    Attributes:
+        builds: Frozen modules built so far.
+
+    Example:
+        >>> import torch
+        >>> from graphwire import WiredGraph
+        >>> from graphwire.graph import layered_dag
+        >>> net = WiredGraph(layered_dag([4, 8, 2]), node_op="relu", density=0.5, seed=0).eval()
+        >>> with torch.no_grad():
+        ...     _ = net(torch.randn(3, 4)); _ = net(torch.randn(3, 4))
+        >>> net.inference_cache.builds
+        1
+        >>> with torch.no_grad():
+        ...     _ = net.weight.mul_(2); _ = net(torch.randn(3, 4))
+        >>> net.inference_cache.builds
+        2
+    """
+
+    def __init__(self) -> None:
+        self.builds = 0
+        self._key: tuple[Tensor, ...] | None = None
+        self._steps: int | None = None
+        self._frozen: CompiledGraph | None = None
+
+    @staticmethod
+    def _state(wired: WiredGraph) -> tuple[Tensor, ...]:
+        ops = (wired.input_op, wired.node_op)
+        tensors = [t for op in ops for t in (*op.parameters(), *op.buffers())]
+        return (wired.effective_weight(), wired.edge_mask, *tensors)
+
+    def _matches(self, key: tuple[Tensor, ...], steps: int) -> bool:
+        old = self._key
+        return (
+            old is not None
+            and self._steps == steps
+            and len(old) == len(key)
+            and all(
+                a.device == b.device and a.dtype == b.dtype and torch.equal(a, b)
+                for a, b in zip(old, key)
+            )
+        )
+
+    @torch.no_grad()
+    def get(self, wired: WiredGraph) -> CompiledGraph | None:
+        """The frozen module of ``wired``'s current state; ``None`` where it cannot be built.
+
+        A state that cannot be frozen (an empty selection, or no output reachable from
+        the inputs) returns ``None``, and the caller runs the dense backend as usual.
+        """
+        key = self._state(wired)
+        if not self._matches(key, wired.steps):
+            self._key = tuple(t.detach().clone() for t in key)
+            self._steps = wired.steps
+            self.builds += 1
+            try:
+                self._frozen = CompiledGraph(wired)
+            except GraphError:
+                self._frozen = None
+        return self._frozen
+
+    def clear(self) -> None:
+        """Drop the frozen module (the next eligible call rebuilds it)."""
+        self._key = self._frozen = self._steps = None
+
+    def __repr__(self) -> str:
+        return f"InferenceCache(builds={self.builds}, holds={self._frozen is not None})"

@@ -1,0 +1,140 @@
+"""The inference cache: a wired graph in evaluation mode reuses the frozen module of its state.
+
+Every test compares against the reference backend run on a copy of the same state, so a
+stale frozen module (one the cache failed to rebuild) shows as a wrong output.
+"""
+
+import copy
+
+import pytest
+import torch
+
+import graphwire
+from graphwire import DNWOptimizer, WiredGraph
+from graphwire.graph import complete_digraph, layered_dag
+from graphwire.wiring import Frozen
+
+CASES = {
+    "dag-vector": dict(graph=layered_dag([4, 12, 12, 3]), node_op="relu", mode="dag", x=(5, 4)),
+    "dag-image": dict(graph=layered_dag([3, 8, 8, 2]), node_op="conv", mode="dag", x=(2, 3, 5, 5)),
+    "discrete-vector": dict(
+        graph=complete_digraph(10, inputs=3, outputs=2), node_op="tanh", mode="discrete", x=(4, 3)
+    ),
+    "discrete-image": dict(
+        graph=complete_digraph(8, inputs=2, outputs=2),
+        node_op="conv",
+        mode="discrete",
+        x=(2, 2, 4, 4),
+    ),
+}
+
+
+def build(case, density=0.3, seed=0):
+    spec = CASES[case]
+    return WiredGraph(
+        spec["graph"], node_op=spec["node_op"], mode=spec["mode"], density=density, seed=seed
+    ).eval()
+
+
+def reference_output(net, x):
+    ref = copy.deepcopy(net)
+    ref.backend = "reference"
+    with torch.no_grad():
+        return ref(x)
+
+
+def check(net, x, builds):
+    with torch.no_grad():
+        y = net(x)
+    torch.testing.assert_close(y, reference_output(net, x), rtol=1e-5, atol=1e-5)
+    assert net.inference_cache.builds == builds
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_reused_while_unchanged_and_rebuilt_on_every_change(case):
+    net = build(case)
+    x = torch.randn(*CASES[case]["x"], generator=torch.Generator().manual_seed(1))
+    check(net, x, 1)
+    check(net, x + 1, 1)  # new data, same state: the frozen module is reused
+    with torch.inference_mode():
+        net(x)
+    assert net.inference_cache.builds == 1
+
+    with torch.no_grad():  # an in-place edit of one selected weight
+        i = int(net.edge_mask.nonzero()[0])
+        net.weight[i] += 0.5
+    check(net, x, 2)
+
+    with torch.no_grad():  # a different selection, same weights
+        net.edge_mask.copy_(net.edge_mask.roll(1))
+    check(net, x, 3)
+
+    params = list(net.node_op.parameters())
+    if params:  # node operations' own weights are part of the state
+        with torch.no_grad():
+            params[0].add_(0.25)
+        check(net, x, 4)
+
+
+@pytest.mark.parametrize("case", ["dag-image", "discrete-vector"])
+def test_training_steps_state_dicts_and_dtype_moves_rebuild(case):
+    net = build(case)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(*CASES[case]["x"], generator=gen)
+    check(net, x, 1)
+    opt = DNWOptimizer(net, torch.optim.SGD(net.parameters(), lr=0.05))
+    net.train()
+    for _ in range(3):
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+    net.eval()
+    check(net, x, 2)
+
+    other = build(case, seed=7)
+    net.load_state_dict(other.state_dict())
+    check(net, x, 3)
+
+    net.double()
+    check(net, x.double(), 4)
+    net.float()
+    check(net, x, 5)
+
+
+def test_not_used_with_gradients_in_training_mode_in_continuous_time_or_by_the_reference():
+    net = build("dag-vector")
+    x = torch.randn(5, 4)
+    net(x)  # gradients on
+    with torch.no_grad():
+        net.train()(x)  # training mode: node ops would use batch statistics
+    ode = WiredGraph(complete_digraph(6, inputs=2, outputs=2), mode="continuous", density=0.5)
+    ode.eval()
+    with torch.no_grad():
+        ode(torch.randn(3, 2))
+    ref = build("dag-vector")
+    ref.backend = "reference"
+    with torch.no_grad():
+        ref(x)
+    assert (net.inference_cache.builds, ode.inference_cache.builds) == (0, 0)
+    assert ref.inference_cache.builds == 0
+
+
+def test_a_state_that_cannot_be_frozen_runs_the_dense_backend():
+    g = layered_dag([2, 3, 1])
+    net = WiredGraph(g, node_op="relu", rule=Frozen(torch.zeros(g.num_edges, dtype=torch.bool)))
+    net.eval()
+    with torch.no_grad():
+        y = net(torch.randn(4, 2))
+    assert torch.equal(y, torch.zeros(4, 1))
+    assert net.inference_cache.builds == 1  # tried once, remembered
+
+
+def test_matches_compile_and_is_not_part_of_the_state_dict():
+    net = build("dag-image", density=0.1)
+    x = torch.randn(*CASES["dag-image"]["x"])
+    with torch.inference_mode():
+        y = net(x)
+        expected = graphwire.compile(net)(x)
+    torch.testing.assert_close(y, expected)
+    assert not any("inference_cache" in key for key in net.state_dict())
+    assert not any("inference_cache" in name for name, _ in net.named_modules())

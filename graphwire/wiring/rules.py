@@ -120,6 +120,8 @@ class WiringRule:
 
     def select(self, module: nn.Module, budget: Sequence[int], members) -> Tensor:
         """The boolean ``[E]`` mask of selected edges for the current scores."""
+        if type(self).scores is WiringRule.scores:  # |w|: ranked without a |w| temporary
+            return select_topk(module.weight.detach(), budget, members, magnitude=True)
         return select_topk(self.scores(module), budget, members)
 
     def initial_mask(

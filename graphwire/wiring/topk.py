@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from graphwire.errors import SelectionError
+from graphwire.wiring import _select
 
 __all__ = ["select_topk", "apportion", "resolve_budget"]
 
@@ -45,13 +46,31 @@ def _kth_largest(scores: Tensor, k: int) -> Tensor:
     return torch.topk(scores, k, sorted=False).values.min()
 
 
-def _topk_1d(scores: Tensor, k: int) -> Tensor:
-    """Boolean mask of the ``k`` largest ``scores``; ties go to the lower index.
+def _nan_error(scores: Tensor) -> SelectionError:
+    return SelectionError(
+        f"scores contain {int(torch.isnan(scores).sum())} NaN values; training has "
+        "diverged (lower the learning rate) or the weights were corrupted."
+    )
 
-    Runs in linear time: a partial selection for the threshold (on a sample-bracketed
-    band for large inputs), then comparisons; never a full sort.
+
+def _topk_1d(scores: Tensor, k: int, magnitude: bool = False) -> Tensor:
+    """Boolean mask of the ``k`` largest ``scores`` (``|scores|``); ties go to the lower index.
+
+    Runs in linear time, never a full sort: on a CPU, large float32 inputs go through the
+    native radix select (three passes, no full-size temporaries); otherwise a partial
+    selection finds the threshold (on a sample-bracketed band for large inputs), then
+    comparisons.
     """
     n = scores.numel()
+    if 0 < k < n:
+        try:
+            mask = _select.topk_mask(scores, k, magnitude=magnitude)
+        except ValueError:
+            raise _nan_error(scores) from None
+        if mask is not None:
+            return mask
+    if magnitude:
+        scores = scores.abs()
     mask = torch.zeros(n, dtype=torch.bool, device=scores.device)
     if k <= 0:
         return mask
@@ -67,15 +86,21 @@ def _topk_1d(scores: Tensor, k: int) -> Tensor:
 
 
 def select_topk(
-    scores: Tensor, k: Tensor | Sequence[int], members: Sequence[Tensor] | None = None
+    scores: Tensor,
+    k: Tensor | Sequence[int],
+    members: Sequence[Tensor] | None = None,
+    *,
+    magnitude: bool = False,
 ) -> Tensor:
     """Select the ``k`` highest-scoring edges in each scope.
 
     Args:
-        scores: ``[E]`` scores (DNW uses ``|w|``).
+        scores: ``[E]`` scores (DNW ranks by ``|w|``).
         k: Edges to keep in each scope, one count per entry of ``members``.
         members: The edge indices of each scope (disjoint); ``None`` means one global
             scope over all ``E`` edges, and ``k`` then holds one count.
+        magnitude: Rank by ``|scores|`` (pass the weights themselves: large float32
+            vectors on a CPU are then ranked without a ``|w|`` temporary).
 
     Returns:
         A boolean ``[E]`` mask with exactly ``k[s]`` edges set among ``members[s]``. Ties
@@ -92,18 +117,17 @@ def select_topk(
         >>> select_topk(torch.tensor([1.0, 1.0, 1.0]), [2]).tolist()  # ties: lower index
         [True, True, False]
     """
-    # One reduction screens for NaN; the exact count runs only when it finds one.
-    if not torch.isfinite(scores.sum()) and torch.isnan(scores).any():
-        raise SelectionError(
-            f"scores contain {int(torch.isnan(scores).sum())} NaN values; training has "
-            "diverged (lower the learning rate) or the weights were corrupted."
-        )
     ks = [int(x) for x in k]
+    # One reduction screens for NaN (the native path checks in its first pass); the exact
+    # count runs only when it finds one.
+    native = members is None and 0 < ks[0] < scores.numel() and _select.applies(scores)
+    if not native and not torch.isfinite(scores.sum()) and torch.isnan(scores).any():
+        raise _nan_error(scores)
     if members is None:
-        return _topk_1d(scores, ks[0])
+        return _topk_1d(scores, ks[0], magnitude)
     mask = torch.zeros_like(scores, dtype=torch.bool)
     for idx, kk in zip(members, ks):
-        mask[idx[_topk_1d(scores[idx], kk)]] = True
+        mask[idx[_topk_1d(scores[idx], kk, magnitude)]] = True
     return mask
 
 

@@ -6,8 +6,9 @@ integer key (per thread), then the mask of the keys in higher buckets together w
 keys of the bucket that holds the ``k``-th largest (about 0.2% of them for normal
 weights), collected in index order. A histogram of their low 16 bits gives the exact
 threshold, and the ties at it are set in index order until ``k`` are. No full-size
-temporaries are allocated: a fresh 40 MB tensor costs more in page faults than a pass. Results are identical to the torch
-path of :func:`graphwire.wiring.select_topk`, ties included (tested).
+temporaries are allocated: a fresh 40 MB tensor costs more in page faults than a pass.
+Results are identical to the torch path of :func:`graphwire.wiring.select_topk`, ties
+included (tested).
 """
 
 from __future__ import annotations

@@ -241,6 +241,10 @@ class WiredGraph(WiredModule):
         fed[self.graph.inputs] = True
         return (~fed).nonzero().flatten()
 
+    def fan_in_groups(self) -> Tensor:
+        """The target node of every candidate edge, ``edge_index[1]`` (for a constant fan-in)."""
+        return self.graph.edge_index[1]
+
     def learned_graph(self) -> ChannelGraph:
         """The selected edges as a :class:`ChannelGraph` whose ``edge_weight`` holds ``w``."""
         mask = self.edge_mask.cpu()

@@ -8,10 +8,9 @@ by name in :data:`RULES`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-
-import math
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -390,8 +389,11 @@ def _restrict(scores: Tensor, allowed: Tensor) -> Tensor:
 
 
 def _drop_and_grow(budget: SharedBudget, fraction: float, grow_scores: Tensor) -> Tensor:
-    """Drop ``fraction`` of each scope's selected edges with the smallest ``|w|``, grow as
-    many of the others with the largest ``grow_scores``; the new flat mask."""
+    """The new flat mask after one drop-and-grow update.
+
+    Each scope drops ``fraction`` of its selected edges with the smallest ``|w|`` and grows
+    as many of its other edges with the largest ``grow_scores``.
+    """
     mask = budget.flat_mask()
     members = budget.members
     active = _per_scope(mask, members)

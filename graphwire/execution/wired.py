@@ -17,6 +17,7 @@ from graphwire.lowering import AUTO_MAX_FILL, DenseExecutor, ODESolver, check_fe
 from graphwire.wiring.budget import SharedBudget
 from graphwire.wiring.module import WiredModule
 from graphwire.wiring.rules import WiringRule, make_rule
+from graphwire.wiring.topk import DISTRIBUTIONS, distribute_budget, resolve_budget
 
 __all__ = ["WiredGraph", "SCOPES", "BACKENDS"]
 
@@ -58,6 +59,12 @@ class WiredGraph(WiredModule):
         density: Fraction of candidate edges to keep, instead of ``k``.
         scope: ``"global"`` (one top-k over the whole graph, the paper's tiny models) or
             ``"group"`` (one per node group, by the group of the edge's target).
+        distribution: With ``scope="group"``, how a total ``k`` or ``density`` is spread
+            over the groups: ``"uniform"`` (the same density in each) or ``"erk"``
+            (Erdos-Renyi, as in RigL: a group with ``s`` sources and ``t`` targets gets a
+            density proportional to ``(s + t) / (s * t)``; see
+            :func:`~graphwire.wiring.distribute_budget`). With ``scope="global"`` it is
+            ``"uniform"`` (the default) or ``"global"``: one top-k either way.
         mode: ``"dag"``, ``"discrete"`` or ``"continuous"``.
         steps: Number of time steps in ``mode="discrete"``.
         solver: :class:`~graphwire.ODESolver` (or a dict of its fields) for
@@ -92,6 +99,7 @@ class WiredGraph(WiredModule):
         k: int | Mapping[str, int] | None = None,
         density: float | None = None,
         scope: str = "global",
+        distribution: str = "uniform",
         mode: str = "dag",
         steps: int = 5,
         solver: ODESolver | Mapping[str, Any] | None = None,
@@ -105,6 +113,14 @@ class WiredGraph(WiredModule):
             raise ConfigError(f"graph must be a graphwire.ChannelGraph; got {describe(graph)}.")
         choose("mode", mode, MODES, ConfigError)
         choose("scope", scope, dict.fromkeys(SCOPES), SelectionError)
+        choose("distribution", distribution, dict.fromkeys(DISTRIBUTIONS), SelectionError)
+        fits = {"global": ("uniform", "global"), "group": ("uniform", "erk")}[scope]
+        if distribution not in fits:
+            raise SelectionError(
+                f"distribution={distribution!r} does not go with scope={scope!r}: a global "
+                "scope is one top-k (distribution 'uniform' or 'global'); a per-group scope "
+                "splits the budget by 'uniform' or 'erk'."
+            )
         choose("backend", backend, dict.fromkeys(BACKENDS), ConfigError)
         graph.validate(mode=mode)
         self.graph, self.mode, self.scope = graph, mode, scope
@@ -144,6 +160,18 @@ class WiredGraph(WiredModule):
             scopes, names = None, ["graph"]
         # the initial scale needs the budget before the weights exist
         rule = make_rule(rule)
+        if distribution == "erk" and rule.uses_budget:
+            if isinstance(k, Mapping):
+                raise SelectionError(
+                    "distribution='erk' splits a total budget; give k as an int or density, "
+                    f"not a mapping per group (got k={dict(k)!r})."
+                )
+            src, dst = graph.edge_index
+            shapes = [(int(dst[i].unique().numel()), int(src[i].unique().numel())) for i in scopes]
+            sizes = [s.numel() for s in scopes]
+            total = sum(resolve_budget([graph.num_edges], k=k, density=density))
+            k = dict(zip(names, distribute_budget(total, shapes, "erk", sizes)))
+            density = None
         sizes = [graph.num_edges] if scopes is None else [s.numel() for s in scopes]
         kept_per_scope = rule.budget(sizes, k=k, density=density, names=names)
         kept, targets = sum(kept_per_scope), int((graph.in_degree > 0).sum())

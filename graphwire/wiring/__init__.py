@@ -24,11 +24,13 @@ from graphwire.wiring.rules import (
     make_rule,
     straight_through,
 )
-from graphwire.wiring.topk import resolve_budget, select_topk
+from graphwire.wiring.topk import DISTRIBUTIONS, distribute_budget, resolve_budget, select_topk
 
 __all__ = [
     "select_topk",
     "resolve_budget",
+    "distribute_budget",
+    "DISTRIBUTIONS",
     "WiringRule",
     "DNW",
     "DNWNoUpdate",

@@ -74,7 +74,8 @@ class WiredGraph(WiredModule):
         init_scale: Edge weights start uniform in ``[-init_scale, init_scale]``, one scale
             for every candidate, so the first selection spreads over the whole graph.
             Default: ``1 / sqrt(k / n)``, with ``n`` the nodes that have incoming edges,
-            which keeps the variance of ``I_v`` near that of ``Z_u``.
+            which keeps the variance of ``I_v`` near that of ``Z_u`` (``k`` is every
+            candidate for a rule that starts dense, such as ``GMP``).
         seed: Seed for the edge weights and a random rule's graph; ``None`` uses torch's
             global generator.
         backend: ``"auto"`` (default), ``"dense"`` or ``"reference"``; see above.
@@ -174,7 +175,8 @@ class WiredGraph(WiredModule):
             density = None
         sizes = [graph.num_edges] if scopes is None else [s.numel() for s in scopes]
         kept_per_scope = rule.budget(sizes, k=k, density=density, names=names)
-        kept, targets = sum(kept_per_scope), int((graph.in_degree > 0).sum())
+        kept = graph.num_edges if rule.starts_dense else sum(kept_per_scope)
+        targets = int((graph.in_degree > 0).sum())
         self.init_scale = float(init_scale) if init_scale else (targets / max(kept, 1)) ** 0.5
         weight = torch.rand(graph.num_edges, generator=generator, dtype=torch.get_default_dtype())
         self.weight = nn.Parameter((2 * weight - 1) * self.init_scale)

@@ -112,6 +112,8 @@ class WiringRule:
         fan_in: ``"any"`` or ``"constant"`` (see :data:`FAN_IN`).
         zeroes_unselected: Set the weights of unselected edges to zero when the budget is
             built (sparse training, where an inactive weight is exactly zero).
+        starts_dense: Whether every candidate starts selected (pruning rules), so an
+            initial weight scale should count every candidate, not the budget.
     """
 
     name = "base"
@@ -120,6 +122,7 @@ class WiringRule:
     uses_budget = True
     fan_in = "any"
     zeroes_unselected = False
+    starts_dense = False
 
     def budget(
         self,
@@ -583,6 +586,8 @@ class SET(_Scheduled):
 
 class _Pruning(_Scheduled):
     """Dense start, kept counts shrinking to the budget: the base of GMP and L1 + anneal."""
+
+    starts_dense = True
 
     def initial_mask(self, module, budget, members, generator):  # noqa: D102
         return torch.ones_like(module.weight, dtype=torch.bool)

@@ -362,9 +362,9 @@ def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> int
     return value
 
 
-def _check_fraction(name: str, value: Any, closed_low: bool = True) -> float:
+def _check_fraction(name: str, value: Any) -> float:
     ok = not isinstance(value, bool) and isinstance(value, (int, float))
-    if not ok or not (0.0 <= value <= 1.0 if closed_low else 0.0 < value <= 1.0):
+    if not ok or not 0.0 <= value <= 1.0:
         raise SelectionError(f"{name} must be a number in [0, 1]; got {value!r}.")
     return float(value)
 

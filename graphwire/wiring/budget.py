@@ -159,7 +159,7 @@ class SharedBudget:
 
     @property
     def member_sizes(self) -> list[int]:
-        """Candidates in each entry of :attr:`members`."""
+        """Candidates in each entry of ``members``."""
         if self.members is None:
             return [self.numel]
         return [int(idx.numel()) for idx in self.members]

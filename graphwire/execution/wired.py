@@ -23,6 +23,7 @@ from graphwire.lowering import (
 from graphwire.wiring.budget import SharedBudget
 from graphwire.wiring.module import WiredModule
 from graphwire.wiring.rules import WiringRule, make_rule
+from graphwire.wiring.topk import DISTRIBUTIONS, distribute_budget, resolve_budget
 
 __all__ = ["WiredGraph", "SCOPES", "BACKENDS"]
 
@@ -70,6 +71,12 @@ class WiredGraph(WiredModule):
         density: Fraction of candidate edges to keep, instead of ``k``.
         scope: ``"global"`` (one top-k over the whole graph, the paper's tiny models) or
             ``"group"`` (one per node group, by the group of the edge's target).
+        distribution: With ``scope="group"``, how a total ``k`` or ``density`` is spread
+            over the groups: ``"uniform"`` (the same density in each) or ``"erk"``
+            (Erdos-Renyi, as in RigL: a group with ``s`` sources and ``t`` targets gets a
+            density proportional to ``(s + t) / (s * t)``; see
+            :func:`~graphwire.wiring.distribute_budget`). With ``scope="global"`` it is
+            ``"uniform"`` (the default) or ``"global"``: one top-k either way.
         mode: ``"dag"``, ``"discrete"`` or ``"continuous"``.
         steps: Number of time steps in ``mode="discrete"``.
         solver: :class:`~graphwire.ODESolver` (or a dict of its fields) for
@@ -79,7 +86,8 @@ class WiredGraph(WiredModule):
         init_scale: Edge weights start uniform in ``[-init_scale, init_scale]``, one scale
             for every candidate, so the first selection spreads over the whole graph.
             Default: ``1 / sqrt(k / n)``, with ``n`` the nodes that have incoming edges,
-            which keeps the variance of ``I_v`` near that of ``Z_u``.
+            which keeps the variance of ``I_v`` near that of ``Z_u`` (``k`` is every
+            candidate for a rule that starts dense, such as ``GMP``).
         seed: Seed for the edge weights and a random rule's graph; ``None`` uses torch's
             global generator.
         backend: ``"auto"`` (default), ``"dense"`` or ``"reference"``; see above.
@@ -108,6 +116,7 @@ class WiredGraph(WiredModule):
         k: int | Mapping[str, int] | None = None,
         density: float | None = None,
         scope: str = "global",
+        distribution: str = "uniform",
         mode: str = "dag",
         steps: int = 5,
         solver: ODESolver | Mapping[str, Any] | None = None,
@@ -121,6 +130,14 @@ class WiredGraph(WiredModule):
             raise ConfigError(f"graph must be a graphwire.ChannelGraph; got {describe(graph)}.")
         choose("mode", mode, MODES, ConfigError)
         choose("scope", scope, dict.fromkeys(SCOPES), SelectionError)
+        choose("distribution", distribution, dict.fromkeys(DISTRIBUTIONS), SelectionError)
+        fits = {"global": ("uniform", "global"), "group": ("uniform", "erk")}[scope]
+        if distribution not in fits:
+            raise SelectionError(
+                f"distribution={distribution!r} does not go with scope={scope!r}: a global "
+                "scope is one top-k (distribution 'uniform' or 'global'); a per-group scope "
+                "splits the budget by 'uniform' or 'erk'."
+            )
         choose("backend", backend, dict.fromkeys(BACKENDS), ConfigError)
         graph.validate(mode=mode)
         self.graph, self.mode, self.scope = graph, mode, scope
@@ -161,9 +178,22 @@ class WiredGraph(WiredModule):
             scopes, names = None, ["graph"]
         # the initial scale needs the budget before the weights exist
         rule = make_rule(rule)
+        if distribution == "erk" and rule.uses_budget:
+            if isinstance(k, Mapping):
+                raise SelectionError(
+                    "distribution='erk' splits a total budget; give k as an int or density, "
+                    f"not a mapping per group (got k={dict(k)!r})."
+                )
+            src, dst = graph.edge_index
+            shapes = [(int(dst[i].unique().numel()), int(src[i].unique().numel())) for i in scopes]
+            sizes = [s.numel() for s in scopes]
+            total = sum(resolve_budget([graph.num_edges], k=k, density=density))
+            k = dict(zip(names, distribute_budget(total, shapes, "erk", sizes)))
+            density = None
         sizes = [graph.num_edges] if scopes is None else [s.numel() for s in scopes]
         kept_per_scope = rule.budget(sizes, k=k, density=density, names=names)
-        kept, targets = sum(kept_per_scope), int((graph.in_degree > 0).sum())
+        kept = graph.num_edges if rule.starts_dense else sum(kept_per_scope)
+        targets = int((graph.in_degree > 0).sum())
         self.init_scale = float(init_scale) if init_scale else (targets / max(kept, 1)) ** 0.5
         weight = torch.rand(graph.num_edges, generator=generator, dtype=torch.get_default_dtype())
         self.weight = nn.Parameter((2 * weight - 1) * self.init_scale)
@@ -257,6 +287,10 @@ class WiredGraph(WiredModule):
         fed[dst] = True
         fed[self.graph.inputs] = True
         return (~fed).nonzero().flatten()
+
+    def fan_in_groups(self) -> Tensor:
+        """The target node of every candidate edge, ``edge_index[1]`` (for a constant fan-in)."""
+        return self.graph.edge_index[1]
 
     def learned_graph(self) -> ChannelGraph:
         """The selected edges as a :class:`ChannelGraph` whose ``edge_weight`` holds ``w``."""

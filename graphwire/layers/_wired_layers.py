@@ -28,7 +28,7 @@ from graphwire.graph.channel_graph import ChannelGraph
 from graphwire.wiring.budget import SharedBudget
 from graphwire.wiring.module import WiredModule
 from graphwire.wiring.rules import WiringRule, make_rule
-from graphwire.wiring.topk import resolve_budget
+from graphwire.wiring.topk import DISTRIBUTIONS, distribute_budget, resolve_budget
 
 __all__ = [
     "WiredLayer",
@@ -289,6 +289,7 @@ def sparsify(
     rule: str | WiringRule = "dnw",
     inplace: bool = False,
     seed: int | None = None,
+    distribution: str | None = None,
 ) -> nn.Module:
     """Turn the ``Linear`` and ``Conv1d/2d/3d`` layers of a network into wired layers.
 
@@ -312,13 +313,21 @@ def sparsify(
         rule: Wiring rule name or instance, applied to every converted layer.
         inplace: Convert ``module`` itself instead of a deep copy.
         seed: Seed of a random rule's draw.
+        distribution: How the budget is spread over the layers
+            (:data:`~graphwire.wiring.DISTRIBUTIONS`): ``"uniform"`` (the same density in
+            every layer, what ``scope="layer"`` does), ``"erk"`` (Erdos-Renyi-Kernel, as in
+            RigL: small layers denser; see :func:`~graphwire.wiring.distribute_budget`)
+            or ``"global"`` (one top-k over all layers, what ``scope="global"`` does).
+            ``None`` follows ``scope``; with ``"uniform"`` or ``"erk"`` every layer has a
+            budget of its own.
 
     Returns:
         The network with wired layers (``module`` itself when ``inplace``).
 
     Raises:
         ConfigError: if ``module`` is not a module or has no layer to convert.
-        SelectionError: for an unknown ``scope``.
+        SelectionError: for an unknown ``scope`` or ``distribution``, or a
+            ``distribution`` other than ``"global"`` with ``scope="global"``.
 
     Example:
         >>> import torch
@@ -331,6 +340,14 @@ def sparsify(
         ('Conv2d', 'WiredLinear', 102)
     """
     choose("scope", scope, dict.fromkeys(SPARSIFY_SCOPES), SelectionError)
+    if distribution is None:
+        distribution = "global" if scope == "global" else "uniform"
+    choose("distribution", distribution, dict.fromkeys(DISTRIBUTIONS), SelectionError)
+    if scope == "global" and distribution != "global":
+        raise SelectionError(
+            f"scope='global' is one top-k over all layers, but distribution={distribution!r} "
+            "splits the budget per layer; give one of them (distribution alone is enough)."
+        )
     if not isinstance(module, nn.Module):
         raise ConfigError(f"module must be an nn.Module; got {describe(module)}.")
     model = module if inplace else copy.deepcopy(module)
@@ -351,12 +368,17 @@ def sparsify(
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, layer)
         wired.append(layer)
-    if scope == "global":
+    if distribution == "global":
         SharedBudget(wired, rule=rule, k=k, density=density, seed=seed)
         return model
     sizes = [layer.weight.numel() for layer in wired]
-    if k is not None and rule.uses_budget:
-        counts: list[int | None] = list(resolve_budget(sizes, k=k, density=None))
+    if distribution == "erk" and rule.uses_budget:
+        total = sum(resolve_budget([sum(sizes)], k=k, density=density))
+        shares = distribute_budget(total, [layer.weight.shape for layer in wired], "erk")
+        counts: list[int | None] = [max(c, 1) for c in shares]
+        density = None
+    elif k is not None and rule.uses_budget:
+        counts = list(resolve_budget(sizes, k=k, density=None))
     else:
         counts = [k] * len(wired)
     for i, (layer, kk) in enumerate(zip(wired, counts)):

@@ -9,21 +9,28 @@ from graphwire.wiring.module import WiredModule
 from graphwire.wiring.optimizer import DNWOptimizer, Rewirable
 from graphwire.wiring.rules import (
     DNW,
+    FAN_IN,
+    GMP,
     RULES,
+    SET,
     Complete,
     DNWNoUpdate,
     Frozen,
+    L1Anneal,
     RandomGraph,
+    RigL,
     TargetedDropout,
     WiringRule,
     make_rule,
     straight_through,
 )
-from graphwire.wiring.topk import resolve_budget, select_topk
+from graphwire.wiring.topk import DISTRIBUTIONS, distribute_budget, resolve_budget, select_topk
 
 __all__ = [
     "select_topk",
     "resolve_budget",
+    "distribute_budget",
+    "DISTRIBUTIONS",
     "WiringRule",
     "DNW",
     "DNWNoUpdate",
@@ -31,6 +38,11 @@ __all__ = [
     "Complete",
     "Frozen",
     "TargetedDropout",
+    "RigL",
+    "SET",
+    "L1Anneal",
+    "GMP",
+    "FAN_IN",
     "RULES",
     "make_rule",
     "straight_through",

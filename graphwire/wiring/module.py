@@ -78,6 +78,17 @@ class WiredModule(nn.Module, abc.ABC):
             )
         return self.shared_budget.reselect()[self]
 
+    def fan_in_groups(self) -> Tensor:
+        """The target of every weight, an int64 tensor of ``weight``'s shape.
+
+        Weights with the same target feed the same node (a graph) or output channel (a
+        layer); a constant fan-in keeps the same count in each. This default treats the
+        first dimension of ``weight`` as the output channel.
+        """
+        out = self.weight.shape[0]
+        per = self.weight[0].numel() if out else 0
+        return torch.arange(out).repeat_interleave(per).view(self.weight.shape)
+
     @abc.abstractmethod
     def learned_graph(self) -> ChannelGraph:
         """The selected edges as a :class:`~graphwire.ChannelGraph` with edge weights."""

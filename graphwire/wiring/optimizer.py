@@ -11,6 +11,8 @@ from torch.optim import Optimizer
 
 from graphwire._utils import describe
 from graphwire.errors import CheckpointError, ConfigError
+from graphwire.wiring.budget import SharedBudget
+from graphwire.wiring.rules import WiringRule
 
 __all__ = ["DNWOptimizer", "Rewirable"]
 
@@ -58,6 +60,24 @@ def _find_wired(model_or_modules: Any) -> dict[str, Rewirable]:
         f"wired modules; got {describe(model_or_modules)}. Pass the model itself, e.g. "
         "DNWOptimizer(model, torch.optim.SGD(model.parameters(), lr=0.1))."
     )
+
+
+def _budgets(wired: dict[str, Rewirable]) -> list[SharedBudget]:
+    """The distinct :class:`SharedBudget` objects of the modules, in module order."""
+    seen: dict[int, SharedBudget] = {}
+    for module in wired.values():
+        shared = getattr(module, "shared_budget", None)
+        if isinstance(shared, SharedBudget):
+            seen.setdefault(id(shared), shared)
+    return list(seen.values())
+
+
+def _rules(wired: dict[str, Rewirable]) -> list[WiringRule]:
+    """The distinct rules of the budgets, in module order (one rule may serve several)."""
+    seen: dict[int, WiringRule] = {}
+    for budget in _budgets(wired):
+        seen.setdefault(id(budget.rule), budget.rule)
+    return list(seen.values())
 
 
 def _reselect_all(wired: dict[str, Rewirable]) -> dict[str, tuple[int, int]]:
@@ -171,9 +191,20 @@ class DNWOptimizer(Optimizer):
     def step(self, closure: Callable[[], float] | None = None):
         """Run the base optimizer's step, then re-select every wired module's edges.
 
+        Before the base step each budget's rule sees the gradients
+        (:meth:`~graphwire.wiring.WiringRule.before_step`, e.g. RigL keeps the growth
+        scores and masks the gradients of inactive edges); after it, the rule updates the
+        mask (:meth:`~graphwire.wiring.WiringRule.update`). Rules count steps from 1.
+        With a closure, the hooks see the gradients of the previous backward pass.
+
         Returns:
             Whatever the base optimizer's ``step`` returns (the loss with a closure).
         """
+        step = self.step_count + 1
+        budgets = _budgets(self.wired)
+        with torch.no_grad():
+            for budget in budgets:
+                budget.before_step(step, self.base_optimizer)
         loss = self.base_optimizer.step(closure)
         with torch.no_grad():
             self.last_swaps = _reselect_all(self.wired)
@@ -193,7 +224,10 @@ class DNWOptimizer(Optimizer):
         self.base_optimizer.add_param_group(param_group)
 
     def state_dict(self) -> dict[str, Any]:
-        """The base optimizer's state, every wired module's mask, and the swap counters.
+        """The base optimizer's state, the masks, the swap counters and the rules' state.
+
+        A rule's schedule follows ``steps``; its own state (e.g. SET's generator) is
+        saved under ``"rules"``, so a resumed run continues exactly.
 
         Hooks registered with ``register_state_dict_pre_hook`` and
         ``register_state_dict_post_hook`` run as on any optimizer.
@@ -205,6 +239,7 @@ class DNWOptimizer(Optimizer):
             "masks": {name: m.edge_mask.detach().cpu().clone() for name, m in self.wired.items()},
             "steps": self.step_count,  # the key of 0.1 checkpoints
             "swaps_total": self.swaps_total,
+            "rules": [rule.state_dict() for rule in _rules(self.wired)],
         }
         for post_hook in self._optimizer_state_dict_post_hooks.values():
             result = post_hook(self, state)
@@ -248,6 +283,15 @@ class DNWOptimizer(Optimizer):
                 module.edge_mask.copy_(masks[name])
         self.step_count = int(state_dict.get("steps", 0))
         self.swaps_total = int(state_dict.get("swaps_total", 0))
+        rules = _rules(self.wired)
+        saved = state_dict.get("rules", [{}] * len(rules))
+        if len(saved) != len(rules):
+            raise CheckpointError(
+                f"state_dict holds the state of {len(saved)} wiring rules but this model has "
+                f"{len(rules)}; load a checkpoint of the same model and rules."
+            )
+        for rule, rule_state in zip(rules, saved):
+            rule.load_state_dict(rule_state)
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
 

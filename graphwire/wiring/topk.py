@@ -6,6 +6,7 @@ there is no second implementation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -14,7 +15,13 @@ from torch import Tensor
 from graphwire.errors import SelectionError
 from graphwire.wiring import _select
 
-__all__ = ["select_topk", "apportion", "resolve_budget"]
+__all__ = ["select_topk", "apportion", "resolve_budget", "distribute_budget", "DISTRIBUTIONS"]
+
+#: How a total budget is spread over the layers of :func:`~graphwire.layers.sparsify` or
+#: the node groups of a :class:`~graphwire.WiredGraph`: ``"uniform"`` (the same density
+#: everywhere), ``"erk"`` (Erdos-Renyi-Kernel, as in RigL) or ``"global"`` (one top-k over
+#: everything, no split).
+DISTRIBUTIONS = ("uniform", "erk", "global")
 
 
 #: Above this many scores the threshold is found in a band bracketed by a sample.
@@ -198,3 +205,82 @@ def resolve_budget(
     if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= total:
         raise SelectionError(f"k must be an int in [1, {total}] (the candidate edges); got {k!r}.")
     return apportion(k, sizes)
+
+
+def distribute_budget(
+    total: int,
+    shapes: Sequence[Sequence[int]],
+    distribution: str = "uniform",
+    sizes: Sequence[int] | None = None,
+) -> list[int]:
+    """Split ``total`` kept weights over layers (or node groups) by a named distribution.
+
+    ``"uniform"`` gives every layer the same density (counts in proportion to the sizes).
+    ``"erk"`` is the Erdos-Renyi-Kernel distribution of RigL (Evci et al., ICML 2020;
+    Erdos-Renyi for ``Linear`` layers, Mocanu et al. 2018): a layer of shape
+    ``(n_out, n_in, k_h, k_w)`` gets a density proportional to
+    ``(n_out + n_in + k_h + k_w) / (n_out * n_in * k_h * k_w)``, rescaled so the counts sum
+    to ``total``; a layer whose density would exceed 1 is kept dense and the rest of the
+    budget is spread over the others. ``"global"`` is not a split (one top-k over all
+    layers): :func:`~graphwire.layers.sparsify` handles it with one budget.
+
+    Args:
+        total: Weights to keep over all layers.
+        shapes: The shape of each layer's weight (or ``(n_targets, n_sources)`` of a group).
+        distribution: ``"uniform"`` or ``"erk"``.
+        sizes: Candidates of each layer, when not the product of its shape (e.g. a grouped
+            convolution, or a node group that is not a complete bipartite graph).
+
+    Returns:
+        The kept count of each layer, each in ``[0, size]``.
+
+    Raises:
+        SelectionError: for an unknown distribution (the valid ones are listed),
+            ``"global"``, or a ``total`` above the candidates.
+
+    Example:
+        >>> from graphwire.wiring import distribute_budget
+        >>> distribute_budget(300, [(10, 10), (100, 100)], "uniform")
+        [3, 297]
+        >>> distribute_budget(300, [(10, 10), (100, 100)], "erk")  # denser small layer
+        [27, 273]
+        >>> distribute_budget(1500, [(10, 10), (100, 100)], "erk")  # it would exceed 1
+        [100, 1400]
+    """
+    from graphwire._utils import choose
+
+    choose("distribution", distribution, dict.fromkeys(DISTRIBUTIONS), SelectionError)
+    if distribution == "global":
+        raise SelectionError(
+            "distribution='global' is one top-k over every layer, not a split of the budget; "
+            "build one SharedBudget over the modules (sparsify(..., distribution='global'))."
+        )
+    shapes = [tuple(int(d) for d in shape) for shape in shapes]
+    sizes = [math.prod(shape) for shape in shapes] if sizes is None else [int(s) for s in sizes]
+    total = int(total)
+    if not 0 <= total <= sum(sizes):
+        raise SelectionError(
+            f"total must be in [0, {sum(sizes)}] (the candidates of all layers); got {total}."
+        )
+    if distribution == "uniform":
+        return apportion(total, sizes)
+    raw = [sum(shape) / max(math.prod(shape), 1) for shape in shapes]
+    dense: set[int] = set()
+    while True:
+        rest = total - sum(sizes[i] for i in dense)
+        weights = {i: raw[i] * sizes[i] for i in range(len(sizes)) if i not in dense}
+        denom = sum(weights.values())
+        if denom <= 0:
+            break
+        eps = rest / denom
+        over = {i for i in weights if eps * raw[i] > 1.0}
+        if not over:
+            break
+        dense |= over
+    counts = list(sizes)
+    others = [i for i in range(len(sizes)) if i not in dense]
+    if others:
+        rest = total - sum(sizes[i] for i in dense)
+        for i, c in zip(others, apportion(rest, [raw[i] * sizes[i] for i in others])):
+            counts[i] = min(c, sizes[i])
+    return counts

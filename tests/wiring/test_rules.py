@@ -18,7 +18,9 @@ def grads(net):
 
 def test_unknown_rule_lists_valid_names():
     with pytest.raises(
-        SelectionError, match="'complete', 'dnw', 'dnw_no_update', 'frozen', 'random'"
+        SelectionError,
+        match="'complete', 'dnw', 'dnw_no_update', 'frozen', 'gmp', 'l1_anneal', 'random', "
+        "'rigl', 'set', 'targeted_dropout'",
     ):
         make_rule("lottery")
 

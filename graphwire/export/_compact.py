@@ -512,8 +512,10 @@ class _Analysis:
 
     # constants --------------------------------------------------------------
     def constants(self) -> dict[fx.Node, Tensor]:
-        """Per node of a space with producers: its value per channel if every producer's
-        weights for that channel were zero (NaN where it would not be a constant)."""
+        """Per node: its value per channel were every producer's weights for it zero.
+
+        NaN where it would not be a constant (an average pool over zero padding).
+        """
         value: dict[fx.Node, Tensor] = {}
         for node in self.graph.nodes:
             if node.op == "call_module" and type(self.modules[node.target]) in _WEIGHTED:
@@ -611,18 +613,21 @@ def _plan(an: _Analysis) -> tuple[dict[str, _Edit], int, int, list[str]]:
             w = an.modules[name].weight.detach()
             dead &= (w.reshape(size, -1) == 0).all(1).cpu()
         unused = torch.ones(size, dtype=torch.bool)
-        factors = {}
-        for name, x in sp.readers:
+        factors, ignores = {}, {}
+        for name, _ in sp.readers:
             w = an.modules[name].weight.detach()
             factor = w.shape[1] // size
             factors[name] = factor
             per_channel = w.transpose(0, 1).reshape(size, factor, -1)
-            unused &= (per_channel == 0).all(2).all(1).cpu()
+            ignores[name] = (per_channel == 0).all(2).all(1).cpu()  # no weight reads it
+            unused &= ignores[name]
         remove = unused.clone()
         shifts: dict[str, Tensor] = {}
         for c in torch.nonzero(dead & ~unused).flatten().tolist():
             ok, needs = True, []
             for name, x in sp.readers:
+                if ignores[name][c]:
+                    continue
                 k = value.get(x)
                 k = math.nan if k is None or k.numel() != size else float(k[c])
                 if k == 0.0:
@@ -828,13 +833,13 @@ def compact_channels(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
 
 
 def _frozen_notes(an: _Analysis) -> list[str]:
-    """One line per reason a space with layers was left as it is (model inputs and outputs
-    are expected and not listed)."""
+    """One line per reason channels were left as they are.
+
+    Model inputs and outputs, which always keep their channels, are not listed.
+    """
     seen: dict[str, None] = {}
     for sp in an.spaces.values():
-        if not (sp.producers or sp.readers):
-            continue
         for why in sp.frozen:
-            if why not in ("a model input", "a model output", "read by a model output"):
+            if why not in ("a model input", "a model output"):
                 seen.setdefault(f"channels left as they are: {why}")
     return list(seen)

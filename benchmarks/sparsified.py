@@ -45,7 +45,7 @@ import graphwire
 from benchmarks._common import set_threads
 from benchmarks.speed import machine, matmul_rate, timed
 from graphwire.layers import sparsify
-from models import resnet50, resnet_cifar
+from models.resnet import resnet50, resnet_cifar
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sparsified"
 DENSITIES = (0.1, 0.2, 0.3)

@@ -6,17 +6,22 @@ by the cost model :func:`layer_sparse_wins` (or as forced by ``kernel=``):
 
 - :class:`SparseLinear`: ``y = x @ W.T + b`` with ``W`` in CSR form, the rows of ``x`` the
   contiguous axis the kernel tiles;
-- :class:`SparseConv2d`: a convolution as one sparse product over a *sparse im2col*: the
-  input is padded once (any ``padding_mode``), unfolded into ``[B, C * kh * kw, L]``
-  columns (stride and dilation applied by the unfold), and the CSR weight
-  ``[C_out, C * kh * kw]`` mixes them. Groups are a block-diagonal CSR weight. A 1 x 1
-  convolution without padding skips the unfold (a strided view, then one channel mix);
+- :class:`SparseConv2d`: a ``k x k`` convolution as *shifted sparse channel mixes*
+  without im2col: the input is padded once (any ``padding_mode``) and flattened, and
+  every nonzero weight ``w[o, c, i, j]`` adds ``w`` times input channel ``c`` shifted by
+  ``i * W_pad + j`` to output channel ``o``, in one walk over the nonzeros by the kernel
+  ``graphwire::shift_mix`` (outputs are computed on the padded width and cropped). A
+  stride ``s`` splits the padded input into its ``s x s`` phase images first, which
+  turns the convolution into a stride-1 one over ``C * s^2`` channels; dilation only
+  changes the shifts; groups are a block-diagonal weight. A 1 x 1 convolution without
+  padding is one channel mix of the (strided) input (``graphwire::csr_mix``);
 - :class:`SparseConv1d`: the same for 1-D signals (a height-1 image).
 
 All three hold only buffers (``rowptr``, ``col``, ``val``, ``bias``) and plain
 attributes, so they save and load with ``state_dict``, run under
 ``torch.inference_mode`` and export with :func:`torch.export.export` (the kernel is the
-custom operator ``graphwire::csr_mix``, registered with a shape-only implementation).
+custom operators ``graphwire::csr_mix`` and ``graphwire::shift_mix``, registered with
+shape-only implementations).
 """
 
 from __future__ import annotations
@@ -80,8 +85,9 @@ class SparseLinear(nn.Module):
         >>> from torch import nn
         >>> from graphwire.lowering import SparseLinear
         >>> dense = nn.Linear(16, 8)
+        >>> keep = torch.rand(8, 16, generator=torch.Generator().manual_seed(0)) < 0.2
         >>> with torch.no_grad():
-        ...     _ = dense.weight.mul_(torch.rand(8, 16, generator=torch.Generator().manual_seed(0)) < 0.2)
+        ...     _ = dense.weight.mul_(keep)
         >>> sparse = SparseLinear(dense)
         >>> x = torch.randn(5, 16)
         >>> torch.allclose(sparse(x), dense(x), atol=1e-6)
@@ -136,13 +142,16 @@ def _padding(conv: nn.Module) -> tuple[int, ...]:
 
 
 class SparseConv2d(nn.Module):
-    """A frozen ``nn.Conv2d`` run as one CSR product over a sparse im2col.
+    """A frozen ``nn.Conv2d`` run as shifted sparse channel mixes (no im2col).
 
-    The input is padded once, unfolded into ``[B, C_in * kh * kw, L]`` columns (stride
-    and dilation applied by the unfold) and mixed by the CSR weight ``[C_out, C_in * kh
-    * kw]``; ``groups`` make that weight block-diagonal. A 1 x 1 convolution without
-    padding mixes the (strided) input channels directly. Every ``padding_mode`` and
-    ``padding="same"`` are supported.
+    The input is padded once and flattened; each nonzero weight ``w[o, c, i, j]`` adds
+    ``w`` times channel ``c`` shifted by ``i * dilation * W_pad + j * dilation`` to output
+    channel ``o`` (one walk over the nonzeros per 64 output positions, by the kernel
+    ``graphwire::shift_mix``), and the padded width is cropped. A stride first splits
+    the padded input into its phase images, making the convolution a stride-1 one;
+    ``groups`` make the weight block-diagonal. A 1 x 1 convolution without padding mixes
+    the (strided) input channels directly. Every ``padding_mode``, ``padding="same"``,
+    stride, dilation and group count are supported.
 
     Args:
         conv: The dense convolution (its zeros are dropped; weights are copied).
@@ -155,8 +164,9 @@ class SparseConv2d(nn.Module):
         >>> from torch import nn
         >>> from graphwire.lowering import SparseConv2d
         >>> dense = nn.Conv2d(4, 8, 3, stride=2, padding=1)
+        >>> keep = torch.rand(8, 4, 3, 3, generator=torch.Generator().manual_seed(0)) < 0.1
         >>> with torch.no_grad():
-        ...     _ = dense.weight.mul_(torch.rand(dense.weight.shape, generator=torch.Generator().manual_seed(0)) < 0.1)
+        ...     _ = dense.weight.mul_(keep)
         >>> x = torch.randn(2, 4, 9, 9)
         >>> torch.allclose(SparseConv2d(dense)(x), dense(x), atol=1e-6)
         True

@@ -4,6 +4,6 @@ The last stage of graphwire's flow: graph -> wiring rule -> execution -> trainin
 **export**. Cost counting (``graphwire.count``) lives in :mod:`graphwire.cost`.
 """
 
-from graphwire.export.compiler import compile
+from graphwire.export.compiler import compile, freeze_layer
 
-__all__: list[str] = ["compile"]
+__all__: list[str] = ["compile", "freeze_layer"]

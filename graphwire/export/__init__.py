@@ -7,6 +7,12 @@ provably dead channels (:class:`CompactionReport` says which).
 """
 
 from graphwire.export._compact import CompactionReport, LayerChannels, compact_channels
-from graphwire.export.compiler import compile
+from graphwire.export.compiler import compile, freeze_layer
 
-__all__: list[str] = ["compile", "compact_channels", "CompactionReport", "LayerChannels"]
+__all__: list[str] = [
+    "compile",
+    "freeze_layer",
+    "compact_channels",
+    "CompactionReport",
+    "LayerChannels",
+]

@@ -8,6 +8,9 @@ One room for everything that turns a channel graph into fast tensor code:
   trains and infers through dense blocks rebuilt from the edge weights at every call;
 - :class:`CompiledGraph`: the frozen inference module of ``graphwire.compile(mode="eval")``
   (dead nodes removed, channels compacted, dense or sparse blocks by a cost model);
+- the frozen sparse layers (:class:`SparseLinear`, :class:`SparseConv1d`,
+  :class:`SparseConv2d`) that ``graphwire.compile`` swaps in for sparsified layers, by
+  the cost model :func:`layer_sparse_wins` (:func:`lower_layer`);
 - the continuous-time helper (:class:`~graphwire.ODESolver`, :func:`integrate`) and the
   one input check (:func:`check_features`).
 """
@@ -21,6 +24,14 @@ from graphwire.lowering._frozen import (
     DenseMix,
     SparseMix,
     sparse_kernel_available,
+)
+from graphwire.lowering._layers import (
+    SPARSE_LAYER_MAX_DENSITY,
+    SparseConv1d,
+    SparseConv2d,
+    SparseLinear,
+    layer_sparse_wins,
+    lower_layer,
 )
 from graphwire.lowering._layout import (
     DagLayout,
@@ -47,6 +58,12 @@ __all__ = [
     "SparseMix",
     "SPARSE_MAX_DENSITY",
     "sparse_kernel_available",
+    "SparseLinear",
+    "SparseConv1d",
+    "SparseConv2d",
+    "SPARSE_LAYER_MAX_DENSITY",
+    "layer_sparse_wins",
+    "lower_layer",
     "ODESolver",
     "integrate",
     "check_features",

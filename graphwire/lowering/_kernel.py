@@ -12,6 +12,10 @@ available or the build fails, :func:`csr_mix` falls back to torch operations and
 :func:`csr_mix` is registered as the torch custom operator ``graphwire::csr_mix`` with a
 shape-only implementation, so modules using it run under ``torch.inference_mode`` and
 export with :func:`torch.export.export`.
+
+:func:`shift_mix` (``graphwire::shift_mix``) is the same walk over nonzeros whose columns
+are *shifted* rows of a padded, flattened image: a sparse ``k x k`` convolution without
+im2col (:class:`~graphwire.lowering.SparseConv2d`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "csr_mix", "load"]
+__all__ = ["available", "csr_mix", "shift_mix", "load"]
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -137,6 +141,92 @@ static inline void row_f64(const double* restrict buf, const int64_t* restrict c
 
 DEFINE_KERNEL(gw_csr_mix_f32, float, row_f32)
 DEFINE_KERNEL(gw_csr_mix_f64, double, row_f64)
+/* Shifted mixes (a sparse convolution without im2col): for a padded, flattened input
+   x [G, n, Pin] and nonzeros e = (v, u, o), y[g, v, p] = sum of val[e] * x[g, u, p + o]
+   for p in [0, P) (P a multiple of 64 elements, Pin >= P + max o). src[e] = u * Pin + o. */
+static inline void shift_f32(const float* restrict xg, const int64_t* restrict src,
+                             const float* restrict val, int64_t e0, int64_t e1,
+                             float* restrict out) {
+#ifdef __AVX2__
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+         a7 = a0;
+  for (int64_t e = e0; e < e1; ++e) {
+    const __m256 s = _mm256_set1_ps(val[e]);
+    const float* x = xg + src[e];
+    a0 = _mm256_fmadd_ps(s, _mm256_loadu_ps(x), a0);
+    a1 = _mm256_fmadd_ps(s, _mm256_loadu_ps(x + 8), a1);
+    a2 = _mm256_fmadd_ps(s, _mm256_loadu_ps(x + 16), a2);
+    a3 = _mm256_fmadd_ps(s, _mm256_loadu_ps(x + 24), a3);
+    a4 = _mm256_fmadd_ps(s, _mm256_loadu_ps(x + 32), a4);
+    a5 = _mm256_fmadd_ps(s, _mm256_loadu_ps(x + 40), a5);
+    a6 = _mm256_fmadd_ps(s, _mm256_loadu_ps(x + 48), a6);
+    a7 = _mm256_fmadd_ps(s, _mm256_loadu_ps(x + 56), a7);
+  }
+  _mm256_storeu_ps(out, a0); _mm256_storeu_ps(out + 8, a1);
+  _mm256_storeu_ps(out + 16, a2); _mm256_storeu_ps(out + 24, a3);
+  _mm256_storeu_ps(out + 32, a4); _mm256_storeu_ps(out + 40, a5);
+  _mm256_storeu_ps(out + 48, a6); _mm256_storeu_ps(out + 56, a7);
+#else
+  for (int t = 0; t < 64; ++t) out[t] = 0;
+  for (int64_t e = e0; e < e1; ++e) {
+    const float s = val[e]; const float* x = xg + src[e];
+    for (int t = 0; t < 64; ++t) out[t] += s * x[t];
+  }
+#endif
+}
+
+static inline void shift_f64(const double* restrict xg, const int64_t* restrict src,
+                             const double* restrict val, int64_t e0, int64_t e1,
+                             double* restrict out) {
+  for (int h = 0; h < 2; ++h) {  /* two 32-wide halves of the 64-element tile */
+#ifdef __AVX2__
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0,
+            a6 = a0, a7 = a0;
+    for (int64_t e = e0; e < e1; ++e) {
+      const __m256d s = _mm256_set1_pd(val[e]);
+      const double* x = xg + src[e] + 32 * h;
+      a0 = _mm256_fmadd_pd(s, _mm256_loadu_pd(x), a0);
+      a1 = _mm256_fmadd_pd(s, _mm256_loadu_pd(x + 4), a1);
+      a2 = _mm256_fmadd_pd(s, _mm256_loadu_pd(x + 8), a2);
+      a3 = _mm256_fmadd_pd(s, _mm256_loadu_pd(x + 12), a3);
+      a4 = _mm256_fmadd_pd(s, _mm256_loadu_pd(x + 16), a4);
+      a5 = _mm256_fmadd_pd(s, _mm256_loadu_pd(x + 20), a5);
+      a6 = _mm256_fmadd_pd(s, _mm256_loadu_pd(x + 24), a6);
+      a7 = _mm256_fmadd_pd(s, _mm256_loadu_pd(x + 28), a7);
+    }
+    double* o = out + 32 * h;
+    _mm256_storeu_pd(o, a0); _mm256_storeu_pd(o + 4, a1);
+    _mm256_storeu_pd(o + 8, a2); _mm256_storeu_pd(o + 12, a3);
+    _mm256_storeu_pd(o + 16, a4); _mm256_storeu_pd(o + 20, a5);
+    _mm256_storeu_pd(o + 24, a6); _mm256_storeu_pd(o + 28, a7);
+#else
+    double* o = out + 32 * h;
+    for (int t = 0; t < 32; ++t) o[t] = 0;
+    for (int64_t e = e0; e < e1; ++e) {
+      const double s = val[e]; const double* x = xg + src[e] + 32 * h;
+      for (int t = 0; t < 32; ++t) o[t] += s * x[t];
+    }
+#endif
+  }
+}
+
+#define DEFINE_SHIFT(NAME, REAL, ROW)                                                      \
+  int NAME(const REAL* x, REAL* y, const int64_t* rowptr, const int64_t* src,            \
+           const REAL* val, int64_t G, int64_t n, int64_t m, int64_t Pin, int64_t P,       \
+           int threads) {                                                                  \
+    const int64_t tiles = P / 64;                                                          \
+    _Pragma("omp parallel for num_threads(threads) schedule(static)")                     \
+    for (int64_t job = 0; job < G * tiles; ++job) {                                        \
+      const int64_t g = job / tiles, t0 = (job % tiles) * 64;                              \
+      const REAL* xg = x + g * n * Pin + t0;                                               \
+      REAL* yg = y + g * m * P + t0;                                                       \
+      for (int64_t v = 0; v < m; ++v) ROW(xg, src, val, rowptr[v], rowptr[v + 1], yg + v * P); \
+    }                                                                                      \
+    return 0;                                                                              \
+  }
+
+DEFINE_SHIFT(gw_shift_mix_f32, float, shift_f32)
+DEFINE_SHIFT(gw_shift_mix_f64, double, shift_f64)
 """
 
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
@@ -179,6 +269,10 @@ def _build() -> ctypes.CDLL:
     for name in ("gw_csr_mix_f32", "gw_csr_mix_f64"):
         fn = getattr(lib, name)
         fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4 + [ctypes.c_int]
+        fn.restype = ctypes.c_int
+    for name in ("gw_shift_mix_f32", "gw_shift_mix_f64"):
+        fn = getattr(lib, name)
+        fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_int]
         fn.restype = ctypes.c_int
     return lib
 
@@ -254,3 +348,69 @@ def csr_mix(x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> T
 @csr_mix.register_fake
 def _(x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> Tensor:
     return x.new_empty(x.shape[0], rows, x.shape[2])
+
+
+def _torch_shift_mix(
+    x: Tensor, rowptr: Tensor, col: Tensor, off: Tensor, val: Tensor, rows: int, width: int
+) -> Tensor:
+    """:func:`shift_mix` with torch operations: one dense product per distinct shift."""
+    row = torch.repeat_interleave(torch.arange(rows, device=rowptr.device), rowptr.diff())
+    y = x.new_zeros(x.shape[0], rows, width)
+    for shift in torch.unique(off).tolist():
+        pick = off == shift
+        dense = val.new_zeros(rows, x.shape[1]).index_put(
+            (row[pick], col[pick]), val[pick], accumulate=True
+        )
+        y = y + torch.matmul(dense.to(x.dtype), x[:, :, shift : shift + width])
+    return y
+
+
+@torch.library.custom_op("graphwire::shift_mix", mutates_args=())
+def shift_mix(
+    x: Tensor, rowptr: Tensor, col: Tensor, off: Tensor, val: Tensor, rows: int, width: int
+) -> Tensor:
+    """``y[g, v, p] = sum over nonzeros e of row v of val[e] * x[g, col[e], p + off[e]]``.
+
+    Args:
+        x: Dense ``[G, n, P_in]``, with ``P_in >= width + max(off)``.
+        rowptr: int64 ``[rows + 1]`` CSR row pointers.
+        col: int64 ``[nnz]`` input row of each nonzero.
+        off: int64 ``[nnz]`` shift of each nonzero along the last axis.
+        val: ``[nnz]`` values, dtype of ``x``.
+        rows: Output rows.
+        width: Output positions ``p``; a multiple of 64 for the compiled kernel.
+
+    Returns:
+        ``[G, rows, width]``.
+    """
+    lib = load() if x.device.type == "cpu" else None
+    kernels = {torch.float32: "gw_shift_mix_f32", torch.float64: "gw_shift_mix_f64"}
+    if lib is None or x.dtype not in kernels or val.dtype != x.dtype or width % 64:
+        return _torch_shift_mix(x, rowptr, col, off, val, rows, width)
+    x, rowptr, val = (t.contiguous() for t in (x, rowptr, val))
+    g, n, p_in = x.shape
+    if val.numel() and width + int(off.max()) > p_in:
+        raise ValueError(f"shift_mix reads past x: width {width} + max(off) > {p_in} columns")
+    src = (col * p_in + off).contiguous()
+    y = x.new_empty(g, rows, width)
+    getattr(lib, kernels[x.dtype])(
+        x.data_ptr(),
+        y.data_ptr(),
+        rowptr.data_ptr(),
+        src.data_ptr(),
+        val.data_ptr(),
+        g,
+        n,
+        rows,
+        p_in,
+        width,
+        torch.get_num_threads(),
+    )
+    return y
+
+
+@shift_mix.register_fake
+def _(
+    x: Tensor, rowptr: Tensor, col: Tensor, off: Tensor, val: Tensor, rows: int, width: int
+) -> Tensor:
+    return x.new_empty(x.shape[0], rows, width)

@@ -435,11 +435,13 @@ class _Analysis:
         self.spaces[out].producers.append(name)
         self.spaces[out].size = m.weight.shape[0]
         space = self.space(x)
+        if space.size is None:  # no layer makes these channels (a model input): nothing to do
+            return
         flat = x in self.flat
         fits = (layout == "linear" and (space.layout == "linear" or flat)) or (
             layout == "conv" and space.layout == "conv" and not flat
         )
-        if not fits or space.size is None:
+        if not fits:
             self._freeze(x, f"read by {what} across another layout")
             return
         width = m.weight.shape[1]

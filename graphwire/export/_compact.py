@@ -120,6 +120,12 @@ class LayerChannels:
         in_after: Input channels after.
         out_before: Output channels before.
         out_after: Output channels after.
+
+    Example:
+        >>> from graphwire.export import LayerChannels
+        >>> row = LayerChannels("blocks.0.conv1", "Conv2d", 64, 64, 64, 60)
+        >>> row.changed, row.out_before - row.out_after
+        (True, 4)
     """
 
     name: str
@@ -140,8 +146,8 @@ class CompactionReport:
     """What :func:`compact_channels` removed: per layer, and in total.
 
     Attributes:
-        layers: One :class:`LayerChannels` per ``Linear`` / ``Conv`` layer of the model,
-            in module order.
+        layers: One :class:`~graphwire.export.LayerChannels` per ``Linear`` / ``Conv``
+            layer of the model, in module order.
         traced: Whether the model traced with ``torch.fx`` (``False``: it was returned
             unchanged).
         folded: Constant channels removed whose value was folded into a reader's bias.
@@ -774,9 +780,10 @@ def compact_channels(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
     Returns:
         ``(compacted, report)``: a deep copy of ``model`` with smaller layers, in
         ``eval()`` mode (``model`` itself is not changed), and a
-        :class:`CompactionReport` listing every layer's channels before and after, and
-        what was left as it is and why. A model that does not trace with ``torch.fx``
-        comes back as an unchanged copy, with ``report.traced == False``.
+        :class:`~graphwire.export.CompactionReport` listing every layer's channels
+        before and after, and what was left as it is and why. A model that does not
+        trace with ``torch.fx`` comes back as an unchanged copy, with
+        ``report.traced == False``.
 
     Example:
         >>> import torch

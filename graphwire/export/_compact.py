@@ -342,10 +342,11 @@ class _Analysis:
 
     # building ---------------------------------------------------------------
     def _build(self) -> None:
-        calls: dict[str, int] = {}
+        calls: dict[int, int] = {}  # by module object: one module may have two names
         for node in self.graph.nodes:
             if node.op == "call_module":
-                calls[node.target] = calls.get(node.target, 0) + 1
+                key = id(self.modules[node.target])
+                calls[key] = calls.get(key, 0) + 1
         pinned = {
             name
             for node in self.graph.nodes
@@ -353,7 +354,13 @@ class _Analysis:
             for name in self.modules
             if name and str(node.target).startswith(name + ".")
         }
-        self.shared = {t for t, n in calls.items() if n > 1 and _has_state(self.modules[t])}
+        self.shared = {
+            node.target
+            for node in self.graph.nodes
+            if node.op == "call_module"
+            and calls[id(self.modules[node.target])] > 1
+            and _has_state(self.modules[node.target])
+        }
         self.pinned = pinned
         for node in self.graph.nodes:
             self._visit(node)

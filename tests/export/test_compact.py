@@ -351,6 +351,53 @@ def test_downsample_block_both_sides_dead_is_removed():
     check_same(net, small, torch.randn(2, 3, 8, 8))
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_random_residual_networks_keep_their_outputs(seed):
+    """Dead rows and unused columns everywhere, biases or not: outputs never change."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    widths = [int(w) for w in torch.randint(3, 8, (3,), generator=gen)]
+    blocks, cin = [], 4
+    for i, w in enumerate(widths):
+        blocks.append(Block(cin, w, stride=1 + (i == 1)))
+        cin = w
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 1, bias=bool(seed % 2)),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        *blocks,
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(cin, 3),
+    )
+    randomize_norms(net, gen)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                rows = torch.rand(m.weight.shape[0], generator=gen) < 0.4
+                cols = torch.rand(m.weight.shape[1], generator=gen) < 0.2
+                m.weight[rows] = 0.0
+                m.weight[:, cols] = 0.0
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen))
+    net.eval()
+    small, report = compact_channels(net)
+    assert report.traced and not report.notes
+    assert report.removed > 0  # the case exercises removal, not only the identity
+    assert all(r.in_after <= r.in_before and r.out_after <= r.out_before for r in report.layers)
+    check_same(net, small, torch.randn(2, 3, 9, 9))
+
+
+def test_a_module_registered_under_two_names_and_called_twice_is_left_as_it_is():
+    shared = nn.Linear(4, 4)
+    net = nn.Sequential(shared, nn.ReLU(), shared, nn.ReLU(), nn.Linear(4, 2))
+    with torch.no_grad():
+        shared.weight[1] = 0.0
+    small, report = compact_channels(net)
+    assert report.removed == 0 and small[0] is small[2]
+    check_same(net, small, torch.randn(3, 4))
+
+
 # ---------------------------------------------------------------------------- the zoo
 def _plant(model, names, channel):
     with torch.no_grad():

@@ -25,7 +25,9 @@ matmul measured in the same process. The issue's targets at 10% of weights (ResN
 least 1.5x the dense network, the CIFAR ResNet and the encoder at least 2x, both batch
 sizes) are checked in the markdown.
 
-Results: ``results.json``, ``results.md`` and ``time_vs_density.png`` in ``--out``.
+Results: ``results.json``, ``results.md`` and ``time_vs_density.png`` in ``--out``;
+``--profile`` adds, per network and batch at 10%, where the dense and compiled networks
+spend their time (the torch profiler's table by operator), for a missed target.
 ``--smoke`` runs tiny versions of the networks in seconds (the tests run it; its numbers
 mean nothing).
 """
@@ -179,6 +181,11 @@ def run_network(net: Net, args, rate: float, device: torch.device) -> list[dict]
                 args.repeats,
                 device,
             )
+            if args.profile and abs(density - 0.1) < 1e-9:
+                for method in ("dense", "compiled"):
+                    fn = infer(dense, fast=True) if method == "dense" else infer(compiled)
+                    path = args.out / f"profile_{net.name}_b{batch}_{method}.txt"
+                    write_profile(fn, path, f"{net.name}, batch {batch}, {method}, 10%")
             for method, seconds in times.items():
                 m = macs[method]
                 rows.append(
@@ -199,6 +206,18 @@ def run_network(net: Net, args, rate: float, device: torch.device) -> list[dict]
                     }
                 )
     return rows
+
+
+def write_profile(fn: Callable[[], object], path: Path, title: str) -> None:
+    """Where one call spends its time, by operator (torch profiler), to ``path``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{title}\n{table}\n")
 
 
 # ---------------------------------------------------------------------------- output
@@ -328,6 +347,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
     parser.add_argument("--no-plots", action="store_true", help="skip the plot")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also write where the dense and compiled networks spend their time at 10%% "
+        "(profile_NETWORK_bBATCH_METHOD.txt)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ from benchmarks.__main__ import SUITES, main
 
 def test_sparsified_smoke_runs_every_method_and_compiled_matches_masked(tmp_path):
     assert "sparsified" in SUITES
-    assert main(["sparsified", "--smoke", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    argv = ["sparsified", "--smoke", "--repeats", "1", "--profile", "--out", str(tmp_path)]
+    assert main(argv) == 0
     result = json.loads((tmp_path / "results.json").read_text())
     rows = result["rows"]
     keys = {(r["network"], r["batch"], r["method"]) for r in rows}
@@ -27,3 +28,5 @@ def test_sparsified_smoke_runs_every_method_and_compiled_matches_masked(tmp_path
     text = (tmp_path / "results.md").read_text()
     assert "| network | batch | dense ms | compiled ms |" in text and "torch 2" in text
     assert (tmp_path / "time_vs_density.png").stat().st_size > 0
+    profile = (tmp_path / "profile_resnet_cifar_b2_compiled.txt").read_text()
+    assert "Self CPU" in profile

@@ -112,6 +112,13 @@ def test_sparse_linear_equals_dense(lead, bias, dtype):
     close(SparseLinear(linear)(x), linear(x), dtype)
 
 
+def test_threads_split_small_images_by_rows():
+    torch.set_num_threads(2)  # (the fixture restores it) 7 x 7: fewer tiles than threads
+    conv = pruned(nn.Conv2d(16, 32, 3, padding=1), 0.2, 9)
+    x = torch.randn(1, 16, 7, 7)
+    close(SparseConv2d(conv)(x), conv(x), torch.float32)
+
+
 def test_all_zero_rows_and_empty_weights():
     conv = nn.Conv2d(3, 5, 3, padding=1)
     with torch.no_grad():

@@ -152,7 +152,7 @@ def _replace(model: nn.Module, pick, make) -> tuple[nn.Module, list[str]]:
     if pick(model):
         return make(model), [""]
     for parent_name, parent in list(model.named_modules()):
-        for child_name, child in list(parent.named_children()):
+        for child_name, child in list(parent._modules.items()):  # every name, shared too
             if child is None or not pick(child):
                 continue
             if id(child) not in memo:

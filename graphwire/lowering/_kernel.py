@@ -215,12 +215,22 @@ static inline void shift_f64(const double* restrict xg, const int64_t* restrict 
            const REAL* val, int64_t G, int64_t n, int64_t m, int64_t Pin, int64_t P,       \
            int threads) {                                                                  \
     const int64_t tiles = P / 64;                                                          \
+    /* small images have few tiles: split the output rows too, so every thread works */  \
+    int64_t chunks = 1;                                                                    \
+    if (G * tiles < 4 * (int64_t)threads) {                                                \
+      chunks = (4 * (int64_t)threads + G * tiles - 1) / (G * tiles);                       \
+      if (chunks > m) chunks = m > 0 ? m : 1;                                              \
+    }                                                                                      \
+    const int64_t per = (m + chunks - 1) / chunks;                                         \
     _Pragma("omp parallel for num_threads(threads) schedule(static)")                     \
-    for (int64_t job = 0; job < G * tiles; ++job) {                                        \
-      const int64_t g = job / tiles, t0 = (job % tiles) * 64;                              \
+    for (int64_t job = 0; job < G * tiles * chunks; ++job) {                               \
+      const int64_t gt = job / chunks, c = job % chunks;                                   \
+      const int64_t g = gt / tiles, t0 = (gt % tiles) * 64;                                \
       const REAL* xg = x + g * n * Pin + t0;                                               \
       REAL* yg = y + g * m * P + t0;                                                       \
-      for (int64_t v = 0; v < m; ++v) ROW(xg, src, val, rowptr[v], rowptr[v + 1], yg + v * P); \
+      const int64_t v1 = (c + 1) * per < m ? (c + 1) * per : m;                            \
+      for (int64_t v = c * per; v < v1; ++v)                                               \
+        ROW(xg, src, val, rowptr[v], rowptr[v + 1], yg + v * P);                           \
     }                                                                                      \
     return 0;                                                                              \
   }

@@ -258,8 +258,11 @@ def test_count_reports_the_compiled_models_work(kernel):
     shape = (1, 3, 16, 16)
     fast = graphwire.compile(model, kernel=kernel)
     before, after = graphwire.count(model, shape), graphwire.count(fast, shape)
-    if kernel == "sparse":  # nonzero weights only: the masked model's live cost
-        assert (after.params, after.macs) == (before.params, before.macs)
+    if kernel == "sparse":  # nonzero weights only: the masked model's live cost, less
+        # the weights of channels compaction removed (computed, but read by nobody)
+        assert after.params <= before.params and after.macs <= before.macs
+        if fast.compaction_report.removed == 0:
+            assert (after.params, after.macs) == (before.params, before.macs)
     else:  # dense layers compute every (compacted) entry
         dense = graphwire.count(graphwire.compile(model, kernel="dense"), shape)
         assert after.macs == dense.macs > before.macs

@@ -286,6 +286,7 @@ class _Analysis:
         self.space_of: dict[fx.Node, int] = {}
         self.flat: set[fx.Node] = set()  # 2-D, channel-major flattened tensors of a conv space
         self.const_rule: dict[fx.Node, tuple] = {}
+        self.source: dict[fx.Node, fx.Node] = {}  # the tensor a joined node is computed from
         self.notes: list[str] = []
         self._build()
 
@@ -339,6 +340,7 @@ class _Analysis:
         if source in self.flat:
             self.flat.add(node)
         self.const_rule[node] = rule
+        self.source[node] = source
 
     # building ---------------------------------------------------------------
     def _build(self) -> None:
@@ -546,7 +548,7 @@ class _Analysis:
             rule = self.const_rule.get(node)
             if rule is None:
                 continue
-            src = node.args[0] if rule[0] != "sum" else None
+            src = self.source.get(node)
             if rule[0] == "sum":
                 a, b = rule[1], rule[2]
                 if a in value and b in value and value[a].shape == value[b].shape:

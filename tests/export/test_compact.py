@@ -91,6 +91,26 @@ def test_linear_chain_dead_rows_removed_and_constants_folded():
     assert net[0].out_features == 10  # the model itself is untouched
 
 
+class ScalarOps(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 5)
+        self.b = nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.b(0.5 + 2.0 * torch.relu(self.a(x)))  # scalars on the left
+
+
+def test_scalar_shifts_and_scales_carry_the_constant():
+    net = ScalarOps()
+    with torch.no_grad():
+        net.a.weight[3] = 0.0
+        net.a.bias[3] = -1.0  # relu: 0, then 0.5 + 2 * 0 = 0.5: folded into b's bias
+    small, report = compact_channels(net)
+    assert small.a.out_features == 4 and small.b.in_features == 4 and report.folded == 1
+    check_same(net, small, torch.randn(6, 4))
+
+
 def test_linear_reader_without_bias_gets_one_for_a_folded_constant():
     net = nn.Sequential(nn.Linear(4, 5), nn.Sigmoid(), nn.Linear(5, 2, bias=False))
     with torch.no_grad():

@@ -56,7 +56,7 @@ __all__ = [
 #: From informal timings on a shared 2-core AVX2 CPU (see ``docs/concepts/compile.md``);
 #: on GPUs the dense layers (cuBLAS, cuDNN) are always chosen.
 SPARSE_LAYER_MAX_DENSITY: Mapping[str, float] = MappingProxyType(
-    {"linear": 0.1, "pointwise": 0.25, "conv": 0.15}
+    {"linear": 0.05, "pointwise": 0.25, "conv": 0.15}
 )
 
 _KERNELS = ("auto", "dense", "sparse")

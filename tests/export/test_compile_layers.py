@@ -93,8 +93,14 @@ def random_mlp_1d(gen):
 
 
 def masked(net, density, seed, shape):
+    """``net`` sparsified, its weights scaled so that activations keep their size."""
     net(torch.randn(*shape))  # initialise lazy layers
-    return sparsify(net, density=density, seed=seed).eval()
+    model = sparsify(net, density=density, seed=seed).eval()
+    with torch.no_grad():  # a uniform scale keeps the top-|w| selection
+        for m in model.modules():
+            if isinstance(m, WiredLayer):
+                m.weight.mul_(2.0 / density**0.5)
+    return model
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -127,6 +133,7 @@ def test_1d_nets_and_linear_layers(kernel):
     gen = torch.Generator().manual_seed(11)
     model = masked(random_mlp_1d(gen), 0.15, 3, (1, 2, 30))
     x = torch.randn(5, 2, 30, generator=gen)
+    assert float(model(x).std(0).max()) > 1e-3  # the output depends on the input
     fast = graphwire.compile(model, kernel=kernel)
     with torch.inference_mode():
         torch.testing.assert_close(fast(x), model(x), rtol=0, atol=ATOL)

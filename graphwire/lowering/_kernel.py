@@ -143,7 +143,8 @@ DEFINE_KERNEL(gw_csr_mix_f32, float, row_f32)
 DEFINE_KERNEL(gw_csr_mix_f64, double, row_f64)
 /* Shifted mixes (a sparse convolution without im2col): for a padded, flattened input
    x [G, n, Pin] and nonzeros e = (v, u, o), y[g, v, p] = sum of val[e] * x[g, u, p + o]
-   for p in [0, P) (P a multiple of 64 elements, Pin >= P + max o). src[e] = u * Pin + o. */
+   for p in [0, P) (P a multiple of 64 elements, Pin >= P + max o), where the shift is
+   o = srow[e] * W + scol[e]. Internally src[e] = u * Pin + o. */
 static inline void shift_f32(const float* restrict xg, const int64_t* restrict src,
                              const float* restrict val, int64_t e0, int64_t e1,
                              float* restrict out) {
@@ -211,27 +212,51 @@ static inline void shift_f64(const double* restrict xg, const int64_t* restrict 
 }
 
 #define DEFINE_SHIFT(NAME, REAL, ROW)                                                      \
-  int NAME(const REAL* x, REAL* y, const int64_t* rowptr, const int64_t* src,            \
-           const REAL* val, int64_t G, int64_t n, int64_t m, int64_t Pin, int64_t P,       \
-           int threads) {                                                                  \
-    const int64_t tiles = P / 64;                                                          \
-    /* small images have few tiles: split the output rows too, so every thread works */  \
-    int64_t chunks = 1;                                                                    \
+  int NAME(const REAL* x, REAL* y, const int64_t* rowptr, const int64_t* col,            \
+           const int64_t* srow, const int64_t* scol, const REAL* val, int64_t G,           \
+           int64_t n, int64_t m, int64_t Pin, int64_t P, int64_t W, int64_t Ho,            \
+           int64_t Wo, int threads) {                                                      \
+    /* tiles of 64 positions p = h * W + w of the wide output; only w < Wo and h < Ho   \
+       are stored, as y[g, v, h * Wo + w] */                                               \
+    const int64_t tiles = P / 64, nnz = rowptr[m];                                         \
+    int64_t* src = (int64_t*)malloc((size_t)(nnz > 0 ? nnz : 1) * sizeof(int64_t));       \
+    if (!src) return 1;                                                                    \
+    int bad = 0;                                                                           \
+    for (int64_t e = 0; e < nnz; ++e) {                                                    \
+      const int64_t off = srow[e] * W + scol[e];                                           \
+      if (off < 0 || off + P > Pin) bad = 1;                                               \
+      src[e] = col[e] * Pin + off;                                                         \
+    }                                                                                      \
+    if (bad) { free(src); return 2; }                                                      \
+    int64_t chunks = 1;  /* few tiles (small images): split the output rows too */        \
     if (G * tiles < 4 * (int64_t)threads) {                                                \
       chunks = (4 * (int64_t)threads + G * tiles - 1) / (G * tiles);                       \
       if (chunks > m) chunks = m > 0 ? m : 1;                                              \
     }                                                                                      \
-    const int64_t per = (m + chunks - 1) / chunks;                                         \
+    const int64_t per = (m + chunks - 1) / chunks, Py = Ho * Wo;                           \
     _Pragma("omp parallel for num_threads(threads) schedule(static)")                     \
     for (int64_t job = 0; job < G * tiles * chunks; ++job) {                               \
+      REAL tmp[64] __attribute__((aligned(64)));                                           \
       const int64_t gt = job / chunks, c = job % chunks;                                   \
       const int64_t g = gt / tiles, t0 = (gt % tiles) * 64;                                \
       const REAL* xg = x + g * n * Pin + t0;                                               \
-      REAL* yg = y + g * m * P + t0;                                                       \
       const int64_t v1 = (c + 1) * per < m ? (c + 1) * per : m;                            \
-      for (int64_t v = c * per; v < v1; ++v)                                               \
-        ROW(xg, src, val, rowptr[v], rowptr[v + 1], yg + v * P);                           \
+      for (int64_t v = c * per; v < v1; ++v) {                                             \
+        ROW(xg, src, val, rowptr[v], rowptr[v + 1], tmp);                                  \
+        REAL* yv = y + (g * m + v) * Py;                                                   \
+        for (int64_t p = t0; p < t0 + 64;) {  /* copy the row pieces with w < Wo */       \
+          const int64_t h = p / W, w = p % W;                                              \
+          const int64_t end = (h + 1) * W < t0 + 64 ? (h + 1) * W : t0 + 64;               \
+          if (h >= Ho) break;                                                              \
+          if (w < Wo) {                                                                    \
+            const int64_t stop = h * W + Wo < end ? h * W + Wo : end;                      \
+            memcpy(yv + h * Wo + w, tmp + (p - t0), (size_t)(stop - p) * sizeof(REAL));    \
+          }                                                                                \
+          p = end;                                                                         \
+        }                                                                                  \
+      }                                                                                    \
     }                                                                                      \
+    free(src);                                                                             \
     return 0;                                                                              \
   }
 
@@ -282,7 +307,7 @@ def _build() -> ctypes.CDLL:
         fn.restype = ctypes.c_int
     for name in ("gw_shift_mix_f32", "gw_shift_mix_f64"):
         fn = getattr(lib, name)
-        fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_int]
+        fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 8 + [ctypes.c_int]
         fn.restype = ctypes.c_int
     return lib
 
@@ -361,9 +386,20 @@ def _(x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> Tensor:
 
 
 def _torch_shift_mix(
-    x: Tensor, rowptr: Tensor, col: Tensor, off: Tensor, val: Tensor, rows: int, width: int
+    x: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    shift_row: Tensor,
+    shift_col: Tensor,
+    val: Tensor,
+    rows: int,
+    row_width: int,
+    out_h: int,
+    out_w: int,
 ) -> Tensor:
     """:func:`shift_mix` with torch operations: one dense product per distinct shift."""
+    off = shift_row * row_width + shift_col
+    width = out_h * row_width
     row = torch.repeat_interleave(torch.arange(rows, device=rowptr.device), rowptr.diff())
     y = x.new_zeros(x.shape[0], rows, width)
     for shift in torch.unique(off).tolist():
@@ -372,55 +408,96 @@ def _torch_shift_mix(
             (row[pick], col[pick]), val[pick], accumulate=True
         )
         y = y + torch.matmul(dense.to(x.dtype), x[:, :, shift : shift + width])
-    return y
+    y = y.view(x.shape[0], rows, out_h, row_width)[..., :out_w]
+    return y.reshape(x.shape[0], rows, out_h * out_w)
 
 
 @torch.library.custom_op("graphwire::shift_mix", mutates_args=())
 def shift_mix(
-    x: Tensor, rowptr: Tensor, col: Tensor, off: Tensor, val: Tensor, rows: int, width: int
+    x: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    shift_row: Tensor,
+    shift_col: Tensor,
+    val: Tensor,
+    rows: int,
+    row_width: int,
+    out_h: int,
+    out_w: int,
 ) -> Tensor:
-    """``y[g, v, p] = sum over nonzeros e of row v of val[e] * x[g, col[e], p + off[e]]``.
+    """A sparse convolution's product: ``y[g, v, p] = sum of val[e] * x[g, col[e], p + off[e]]``.
+
+    ``x`` holds images flattened with ``row_width`` columns; the shift of nonzero ``e``
+    of row ``v`` is ``off[e] = shift_row[e] * row_width + shift_col[e]``. The output
+    keeps the positions ``p = h * row_width + w`` with ``h < out_h`` and ``w < out_w``,
+    stored as ``h * out_w + w``.
 
     Args:
-        x: Dense ``[G, n, P_in]``, with ``P_in >= width + max(off)``.
+        x: Dense ``[G, n, P_in]``, with ``P_in >= 64 * ceil(out_h * row_width / 64) +
+            max(off)``.
         rowptr: int64 ``[rows + 1]`` CSR row pointers.
         col: int64 ``[nnz]`` input row of each nonzero.
-        off: int64 ``[nnz]`` shift of each nonzero along the last axis.
+        shift_row: int64 ``[nnz]`` shift of each nonzero in image rows.
+        shift_col: int64 ``[nnz]`` shift of each nonzero in image columns.
         val: ``[nnz]`` values, dtype of ``x``.
         rows: Output rows.
-        width: Output positions ``p``; a multiple of 64 for the compiled kernel.
+        row_width: Columns of the flattened images.
+        out_h: Output image rows.
+        out_w: Output image columns kept (at most ``row_width``).
 
     Returns:
-        ``[G, rows, width]``.
+        ``[G, rows, out_h * out_w]``.
+
+    Raises:
+        ValueError: if a shift reads past the end of ``x``'s rows.
     """
     lib = load() if x.device.type == "cpu" else None
     kernels = {torch.float32: "gw_shift_mix_f32", torch.float64: "gw_shift_mix_f64"}
-    if lib is None or x.dtype not in kernels or val.dtype != x.dtype or width % 64:
-        return _torch_shift_mix(x, rowptr, col, off, val, rows, width)
-    x, rowptr, val = (t.contiguous() for t in (x, rowptr, val))
+    args = (rows, row_width, out_h, out_w)
+    if lib is None or x.dtype not in kernels or val.dtype != x.dtype:
+        return _torch_shift_mix(x, rowptr, col, shift_row, shift_col, val, *args)
+    x, rowptr, col, shift_row, shift_col, val = (
+        t.contiguous() for t in (x, rowptr, col, shift_row, shift_col, val)
+    )
     g, n, p_in = x.shape
-    if val.numel() and width + int(off.max()) > p_in:
-        raise ValueError(f"shift_mix reads past x: width {width} + max(off) > {p_in} columns")
-    src = (col * p_in + off).contiguous()
-    y = x.new_empty(g, rows, width)
-    getattr(lib, kernels[x.dtype])(
+    span = -(-out_h * row_width // 64) * 64  # the kernel's 64-wide tiles
+    y = x.new_empty(g, rows, out_h * out_w)
+    failed = getattr(lib, kernels[x.dtype])(
         x.data_ptr(),
         y.data_ptr(),
         rowptr.data_ptr(),
-        src.data_ptr(),
+        col.data_ptr(),
+        shift_row.data_ptr(),
+        shift_col.data_ptr(),
         val.data_ptr(),
         g,
         n,
         rows,
         p_in,
-        width,
+        span,
+        row_width,
+        out_h,
+        out_w,
         torch.get_num_threads(),
     )
+    if failed == 2:
+        raise ValueError(f"shift_mix reads past x: {span} positions + the largest shift > {p_in}")
+    if failed:
+        return _torch_shift_mix(x, rowptr, col, shift_row, shift_col, val, *args)
     return y
 
 
 @shift_mix.register_fake
 def _(
-    x: Tensor, rowptr: Tensor, col: Tensor, off: Tensor, val: Tensor, rows: int, width: int
+    x: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    shift_row: Tensor,
+    shift_col: Tensor,
+    val: Tensor,
+    rows: int,
+    row_width: int,
+    out_h: int,
+    out_w: int,
 ) -> Tensor:
-    return x.new_empty(x.shape[0], rows, width)
+    return x.new_empty(x.shape[0], rows, out_h * out_w)

@@ -56,7 +56,7 @@ __all__ = [
 #: From informal timings on a shared 2-core AVX2 CPU (see ``docs/concepts/compile.md``);
 #: on GPUs the dense layers (cuBLAS, cuDNN) are always chosen.
 SPARSE_LAYER_MAX_DENSITY: Mapping[str, float] = MappingProxyType(
-    {"linear": 0.1, "pointwise": 0.25, "conv": 0.15}
+    {"linear": 0.05, "pointwise": 0.25, "conv": 0.15}
 )
 
 _KERNELS = ("auto", "dense", "sparse")
@@ -243,10 +243,19 @@ class SparseConv2d(nn.Module):
         if (sh, sw) != (1, 1):
             x = x.view(batch, -1, rows_q, sh, cols_q, sw).permute(0, 1, 3, 5, 2, 4)
         x = x.reshape(batch, -1, rows_q * cols_q)
-        off = self.shift_row * cols_q + self.shift_col
-        y = shift_mix(x, self.rowptr, self.col, off, self.val, self.out_channels, span)
-        y = y[:, :, :positions].view(batch, self.out_channels, out_h, cols_q)[..., :out_w]
-        return y.contiguous() if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+        y = shift_mix(
+            x,
+            self.rowptr,
+            self.col,
+            self.shift_row,
+            self.shift_col,
+            self.val,
+            self.out_channels,
+            cols_q,
+            out_h,
+            out_w,
+        ).view(batch, self.out_channels, out_h, out_w)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x`` ``[B, C_in, H, W]`` (or unbatched ``[C_in, H, W]``) -> the convolution."""

@@ -153,8 +153,9 @@ def test_shift_mix_refuses_reads_past_its_input():
         pytest.skip("the compiled kernel is not available")
     x = torch.randn(1, 2, 64)
     one = torch.ones(1)
+    index = torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([0]), torch.tensor([1])
     with pytest.raises(ValueError, match="reads past x"):
-        _kernel.shift_mix(x, torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([1]), one, 1, 64)
+        _kernel.shift_mix(x, *index, one, 1, 8, 8, 8)
 
 
 def test_state_dict_round_trip_and_inference_mode():

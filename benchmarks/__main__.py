@@ -20,6 +20,7 @@ SUITES: dict[str, str] = {
     "smoke": "benchmarks.smoke",
     "speed": "benchmarks.speed",
     "rules": "benchmarks.rules",
+    "sparsified": "benchmarks.sparsified",
 }
 
 

@@ -12,7 +12,11 @@ convention generalises the paper's accounting of its MobileNetV1-like graphs:
   ``mode="continuous"`` (the count of evaluations is measured on the random input, so it
   depends on it for adaptive solvers). A selected weight of a wired layer
   (:class:`~graphwire.layers.WiredConv2d`, ...) costs one parameter and one
-  multiply-add per output position.
+  multiply-add per output position, and so does a nonzero weight of a frozen sparse
+  layer of a compiled model (:class:`~graphwire.lowering.SparseLinear`,
+  :class:`~graphwire.lowering.SparseConv2d`, ...). A compiled layer that runs dense is an
+  ordinary dense layer and counts all its (compacted) entries, zeros included: for a
+  compiled model ``count`` reports what it computes.
 - **nodes** (``kind="nodes"``): a node's operation counts only while the node is *used*:
   it has an outgoing selected edge, or it is an output node that is fed (an input node,
   or one with an incoming selected edge). A depthwise ``k x k`` node costs ``k^2``

@@ -29,6 +29,7 @@ from graphwire.execution.node_ops import (
 )
 from graphwire.execution.wired import WiredGraph
 from graphwire.layers import WiredLayer
+from graphwire.lowering import SparseConv1d, SparseConv2d, SparseLinear
 
 __all__: list[str] = []
 
@@ -147,6 +148,15 @@ def _wired_layer_cost(module, inputs, output):
     return {"edges": (kept, kept * _positions(module, output)), "dense": (bias, 0)}
 
 
+def _sparse_layer_cost(module, inputs, output):
+    """A frozen sparse layer: its nonzero weights, each once per output position."""
+    nnz = module.val.numel()
+    rows = module.out_features if isinstance(module, SparseLinear) else module.out_channels
+    positions = output.numel() // (output.shape[0] * rows)
+    bias = module.bias.numel() if module.bias is not None else 0
+    return {"edges": (nnz, nnz * positions), "dense": (bias, 0)}
+
+
 def _dense_cost(module, inputs, output, *, live_out=None, live_in=None):
     w = module.weight
     out_ch, in_per_group = w.shape[0], w.shape[1]
@@ -190,6 +200,7 @@ BUILTIN_COSTS: Mapping[type, CostFn] = MappingProxyType(
     {
         WiredGraph: _wired_graph_cost,
         WiredLayer: _wired_layer_cost,
+        **dict.fromkeys((SparseLinear, SparseConv1d, SparseConv2d), _sparse_layer_cost),
         **dict.fromkeys(DENSE, _dense_cost),
         **dict.fromkeys(_NORMS, _norm_cost),
     }

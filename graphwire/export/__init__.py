@@ -1,9 +1,18 @@
-"""Export: frozen inference modules (``graphwire.compile``).
+"""Export: frozen inference modules (``graphwire.compile``) and channel compaction.
 
 The last stage of graphwire's flow: graph -> wiring rule -> execution -> training ->
 **export**. Cost counting (``graphwire.count``) lives in :mod:`graphwire.cost`.
+:func:`compact_channels` shrinks the plain layers of a frozen sparse model by removing
+provably dead channels (:class:`CompactionReport` says which).
 """
 
-from graphwire.export.compiler import compile
+from graphwire.export._compact import CompactionReport, LayerChannels, compact_channels
+from graphwire.export.compiler import compile, freeze_layer
 
-__all__: list[str] = ["compile"]
+__all__: list[str] = [
+    "compile",
+    "freeze_layer",
+    "compact_channels",
+    "CompactionReport",
+    "LayerChannels",
+]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -268,13 +269,73 @@ _WIRED_OF: dict[type[nn.Module], type[WiredLayer]] = {
 }
 
 
+def _wired_class(module: nn.Module) -> type[WiredLayer] | None:
+    """The wired layer for ``module``: its class or nearest base among ``_WIRED_OF``."""
+    return next((_WIRED_OF[c] for c in type(module).__mro__ if c in _WIRED_OF), None)
+
+
+def _convertible(name: str, module: nn.Module) -> bool:
+    """Whether :func:`sparsify` turns ``module`` into a wired layer (warning if it cannot).
+
+    ``Linear`` / ``Conv`` layers and their subclasses (such as torch's
+    ``NonDynamicallyQuantizableLinear``) are converted, unless already wired, lazy and
+    not yet initialised, or a subclass with its own ``forward`` (which a wired layer
+    would silently replace: such a layer is left dense, with a warning).
+    """
+    if _wired_class(module) is None or isinstance(module, WiredLayer):
+        return False
+    if isinstance(module.weight, nn.parameter.UninitializedParameter):
+        return False
+    dense = next(c for c in type(module).__mro__ if c in _WIRED_OF)
+    if type(module).forward is not dense.forward:
+        warnings.warn(
+            f"sparsify left layer {name!r} ({type(module).__name__}) dense: it subclasses "
+            f"nn.{dense.__name__} with its own forward, which a wired layer would "
+            "replace. Sparsify its parent layers yourself, or wire it by hand.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return False
+    return True
+
+
+def _targets(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """What :func:`sparsify` converts: layers, and ``nn.MultiheadAttention`` as a whole.
+
+    The layers inside a ``MultiheadAttention`` (its ``out_proj``) are never converted on
+    their own: the attention reads their weights directly. One that cannot be wired
+    (``add_bias_kv``, ``add_zero_attn``) is left dense with a warning naming its
+    parameters.
+    """
+    found, inside = [], []
+    for name, m in model.named_modules():
+        if any(name.startswith(prefix + ".") for prefix in inside):
+            continue
+        if isinstance(m, nn.MultiheadAttention):
+            inside.append(name)
+            if m.bias_k is not None or m.add_zero_attn:
+                params = [n for n, p in m.named_parameters() if p is not None]
+                warnings.warn(
+                    f"sparsify left nn.MultiheadAttention {name!r} dense (parameters "
+                    f"{params}): add_bias_kv and add_zero_attn are not supported by "
+                    "WiredMultiheadAttention.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                continue
+            found.append((name, m))
+        elif _convertible(name, m):
+            found.append((name, m))
+    return found
+
+
 def _wired_copy(dense: nn.Module, rule: WiringRule) -> WiredLayer:
     """A wired layer with ``dense``'s configuration and weights, not yet in a budget."""
     out = copy.copy(dense)  # a new object sharing the tensors; its registries are copied below
     for key, value in list(out.__dict__.items()):
         if key.startswith("_") and isinstance(value, (dict, set)):
             out.__dict__[key] = copy.copy(value)
-    out.__class__ = _WIRED_OF[type(dense)]
+    out.__class__ = _wired_class(dense)  # type: ignore[assignment]
     out._init_wiring(rule, None, None, None, attach=False)
     return out
 
@@ -291,10 +352,19 @@ def sparsify(
     seed: int | None = None,
     distribution: str | None = None,
 ) -> nn.Module:
-    """Turn the ``Linear`` and ``Conv1d/2d/3d`` layers of a network into wired layers.
+    """Turn the ``Linear``, ``Conv1d/2d/3d`` and attention layers of a network into wired layers.
 
     Each layer becomes a wired bipartite channel graph whose edges carry its kernels,
-    keeping its weights and bias; the selection is per weight. Other layers (norms,
+    keeping its weights and bias; the selection is per weight. Subclasses of these
+    layers that keep their ``forward`` (such as torch's
+    ``NonDynamicallyQuantizableLinear``) are converted too; a subclass with its own
+    ``forward`` is left dense with a warning. An ``nn.MultiheadAttention`` becomes a
+    :class:`~graphwire.layers.WiredMultiheadAttention` whose four projections (query,
+    key, value, output) are wired layers, each a layer of the budget; one with
+    ``add_bias_kv`` or ``add_zero_attn`` is left dense with a warning naming its
+    parameters. A ``torch.nn.TransformerEncoder`` holding a converted attention gets
+    ``use_nested_tensor = False`` (torch's nested-tensor fast path reads the fused
+    attention weights; the ordinary path computes the same). Other layers (norms,
     activations, pooling) are untouched. At ``density=1`` the network computes exactly
     what it computed before.
 
@@ -351,23 +421,37 @@ def sparsify(
     if not isinstance(module, nn.Module):
         raise ConfigError(f"module must be an nn.Module; got {describe(module)}.")
     model = module if inplace else copy.deepcopy(module)
-    targets = [(name, m) for name, m in model.named_modules() if type(m) in _WIRED_OF]
+    targets = _targets(model)
     if keep_first_dense:
         targets = targets[1:]
     if not targets:
         raise ConfigError(
-            f"module has no Linear or Conv1d/2d/3d layer to sparsify"
+            f"module has no Linear, Conv1d/2d/3d or MultiheadAttention layer to sparsify"
             f"{' after keeping the first one dense' if keep_first_dense else ''}; got "
             f"{type(module).__name__}. Pass a network that has such layers."
         )
+    from graphwire.layers import _attention  # it builds on this module's layers
+
     rule = make_rule(rule)
     wired = []
     for name, dense in targets:
-        layer = _wired_copy(dense, rule)
+        if isinstance(dense, nn.MultiheadAttention):
+            attention = _attention.WiredMultiheadAttention.from_dense(dense, rule)
+            new: nn.Module = attention
+            wired.extend(attention.projections())
+        else:
+            new = _wired_copy(dense, rule)
+            wired.append(new)
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, layer)
-        wired.append(layer)
+        setattr(parent, child, new)
+    for m in model.modules():
+        if isinstance(m, nn.TransformerEncoder) and any(
+            isinstance(a, _attention.WiredMultiheadAttention) for a in m.modules()
+        ):
+            # torch's nested-tensor fast path reads the fused attention weights and would
+            # feed nested tensors to the wired attention; the ordinary path is the same math
+            m.use_nested_tensor = False
     if distribution == "global":
         SharedBudget(wired, rule=rule, k=k, density=density, seed=seed)
         return model

@@ -10,6 +10,9 @@ One room for everything that turns a channel graph into fast tensor code:
   (dead nodes removed, channels compacted, dense or sparse blocks by a cost model), and
   the :class:`InferenceCache` through which a network in evaluation mode reuses one while
   its state is unchanged;
+- the frozen sparse layers (:class:`SparseLinear`, :class:`SparseConv1d`,
+  :class:`SparseConv2d`) that ``graphwire.compile`` swaps in for sparsified layers, by
+  the cost model :func:`layer_sparse_wins` (:func:`lower_layer`);
 - the continuous-time helper (:class:`~graphwire.ODESolver`, :func:`integrate`) and the
   one input check (:func:`check_features`).
 """
@@ -24,6 +27,14 @@ from graphwire.lowering._frozen import (
     InferenceCache,
     SparseMix,
     sparse_kernel_available,
+)
+from graphwire.lowering._layers import (
+    SPARSE_LAYER_MAX_DENSITY,
+    SparseConv1d,
+    SparseConv2d,
+    SparseLinear,
+    layer_sparse_wins,
+    lower_layer,
 )
 from graphwire.lowering._layout import (
     DagLayout,
@@ -51,6 +62,12 @@ __all__ = [
     "InferenceCache",
     "SPARSE_MAX_DENSITY",
     "sparse_kernel_available",
+    "SparseLinear",
+    "SparseConv1d",
+    "SparseConv2d",
+    "SPARSE_LAYER_MAX_DENSITY",
+    "layer_sparse_wins",
+    "lower_layer",
     "ODESolver",
     "integrate",
     "check_features",

@@ -26,6 +26,7 @@ TINY: dict[str, dict] = {
         "n": 96,
     },
     "compile_export": {"epochs": 1, "hidden": 16, "density": 0.2, "limit": 128},
+    "sparse_resnet": {"steps": 3, "depth": 8, "width": 4, "limit": 128, "batch": 32},
 }
 
 
@@ -87,6 +88,16 @@ def test_compile_export():
     assert out["train_gap"] < 1e-4 and out["eval_gap"] < 1e-4
     assert out["reload_gap"] == 0.0
     assert out["export_gap"] is not None and out["export_gap"] < 1e-4
+
+
+def test_sparse_resnet(capsys):
+    out = load("sparse_resnet").main(**TINY["sparse_resnet"])
+    assert out["gap"] < 1e-4 and out["export_gap"] is not None and out["export_gap"] < 1e-4
+    assert out["swaps"] > 0  # DNW re-chose weights during the steps
+    assert out["macs"]["compiled"] < out["macs"]["dense"]
+    assert out["macs"]["masked"] < out["macs"]["dense"]
+    text = capsys.readouterr().out
+    assert "output channels removed" in text and "torch.export" in text
 
 
 def test_sparse_training(capsys):

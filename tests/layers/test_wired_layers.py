@@ -223,7 +223,7 @@ def test_frozen_and_targeted_dropout_on_layers():
 def test_errors_name_the_fix():
     with pytest.raises(SelectionError, match="'layer', 'global'|'global', 'layer'"):
         sparsify(small_net(), density=0.1, scope="per_node")
-    with pytest.raises(ConfigError, match="no Linear or Conv"):
+    with pytest.raises(ConfigError, match="no Linear, Conv1d/2d/3d or MultiheadAttention"):
         sparsify(nn.Sequential(nn.ReLU()), density=0.1)
     with pytest.raises(SelectionError, match="exactly one of k"):
         WiredLinear(3, 3)

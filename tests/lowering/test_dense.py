@@ -270,7 +270,9 @@ def test_compile_errors_name_the_problem():
         graphwire.compile(graphwire.compile(net))
     with pytest.raises(ConfigError, match="holds no graphwire.WiredGraph"):
         graphwire.compile(nn.Linear(2, 2))
-    with pytest.raises(ConfigError, match="must be a graphwire.WiredGraph or an nn.Module"):
+    with pytest.raises(
+        ConfigError, match="must be a graphwire.WiredGraph, a wired layer or an nn.Module"
+    ):
         graphwire.compile("net")
     with pytest.raises(GraphError, match=r"x must have shape \[B, n_inputs=2\]"):
         graphwire.compile(net)(torch.randn(3, 5))

@@ -1,0 +1,381 @@
+"""Frozen sparse layers: a plain ``Linear`` / ``Conv1d`` / ``Conv2d`` run by the CSR kernel.
+
+``graphwire.compile`` freezes every wired layer into the plain layer with its effective
+weight and then, layer by layer, keeps that dense layer or swaps in one of these modules,
+by the cost model :func:`layer_sparse_wins` (or as forced by ``kernel=``):
+
+- :class:`SparseLinear`: ``y = x @ W.T + b`` with ``W`` in CSR form, the rows of ``x`` the
+  contiguous axis the kernel tiles;
+- :class:`SparseConv2d`: a ``k x k`` convolution as *shifted sparse channel mixes*
+  without im2col: the input is padded once (any ``padding_mode``) and flattened, and
+  every nonzero weight ``w[o, c, i, j]`` adds ``w`` times input channel ``c`` shifted by
+  ``i * W_pad + j`` to output channel ``o``, in one walk over the nonzeros by the kernel
+  ``graphwire::shift_mix`` (outputs are computed on the padded width and cropped). A
+  stride ``s`` splits the padded input into its ``s x s`` phase images first, which
+  turns the convolution into a stride-1 one over ``C * s^2`` channels; dilation only
+  changes the shifts; groups are a block-diagonal weight. A 1 x 1 convolution without
+  padding is one channel mix of the (strided) input (``graphwire::csr_mix``);
+- :class:`SparseConv1d`: the same for 1-D signals (a height-1 image).
+
+All three hold only buffers (``rowptr``, ``col``, ``val``, ``bias``) and plain
+attributes, so they save and load with ``state_dict``, run under
+``torch.inference_mode`` and export with :func:`torch.export.export` (the kernel is the
+custom operators ``graphwire::csr_mix`` and ``graphwire::shift_mix``, registered with
+shape-only implementations).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from graphwire._utils import choose
+from graphwire.errors import ConfigError
+from graphwire.lowering import _kernel
+from graphwire.lowering._dense import csr_mix
+from graphwire.lowering._kernel import shift_mix
+
+__all__ = [
+    "SparseLinear",
+    "SparseConv1d",
+    "SparseConv2d",
+    "SPARSE_LAYER_MAX_DENSITY",
+    "layer_sparse_wins",
+    "lower_layer",
+]
+
+#: The cost model's switch points for frozen layers, by layer kind: on a CPU with the
+#: compiled kernel, a layer whose fraction of nonzero weights is at most this runs by the
+#: CSR kernel, else as the dense layer (``"linear"``: ``nn.Linear``; ``"pointwise"``: a
+#: 1 x 1 convolution without padding; ``"conv"``: any other ``Conv1d`` / ``Conv2d``).
+#: From informal timings on a shared 2-core AVX2 CPU (see ``docs/concepts/compile.md``);
+#: on GPUs the dense layers (cuBLAS, cuDNN) are always chosen.
+SPARSE_LAYER_MAX_DENSITY: Mapping[str, float] = MappingProxyType(
+    {"linear": 0.05, "pointwise": 0.25, "conv": 0.15}
+)
+
+_KERNELS = ("auto", "dense", "sparse")
+
+
+def _csr(matrix_rows: Tensor, cols: Tensor, values: Tensor, rows: int):
+    """CSR ``(rowptr, col, val)`` from nonzeros already sorted by row."""
+    counts = torch.bincount(matrix_rows, minlength=rows)
+    rowptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    return rowptr, cols.contiguous(), values.contiguous()
+
+
+class SparseLinear(nn.Module):
+    """A frozen ``nn.Linear`` whose weight is kept in CSR form and run by the sparse kernel.
+
+    Args:
+        linear: The dense layer (its zeros are dropped; ``weight`` is copied).
+
+    Attributes:
+        in_features: Input features.
+        out_features: Output features.
+        nnz: Nonzero weights kept.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from graphwire.lowering import SparseLinear
+        >>> dense = nn.Linear(16, 8)
+        >>> keep = torch.rand(8, 16, generator=torch.Generator().manual_seed(0)) < 0.2
+        >>> with torch.no_grad():
+        ...     _ = dense.weight.mul_(keep)
+        >>> sparse = SparseLinear(dense)
+        >>> x = torch.randn(5, 16)
+        >>> torch.allclose(sparse(x), dense(x), atol=1e-6)
+        True
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        weight = linear.weight.detach()
+        self.out_features, self.in_features = weight.shape
+        rows, cols = weight.nonzero().t()
+        rowptr, col, val = _csr(rows, cols, weight[rows, cols], self.out_features)
+        self.register_buffer("rowptr", rowptr)
+        self.register_buffer("col", col)
+        self.register_buffer("val", val)
+        bias = None if linear.bias is None else linear.bias.detach().clone()
+        self.register_buffer("bias", bias)
+        self.nnz = int(val.numel())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` ``[..., in_features]`` -> ``[..., out_features]``."""
+        lead = x.shape[:-1]
+        y = csr_mix(
+            x.reshape(-1, self.in_features), self.rowptr, self.col, self.val, self.out_features
+        )
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        """Summary shown by ``repr``."""
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"nnz={self.nnz}, bias={self.bias is not None}"
+        )
+
+
+def _padding(conv: nn.Module) -> tuple[int, ...]:
+    """``F.pad`` amounts (last dimension first) of ``conv``'s padding, ``'same'`` resolved."""
+    dims = len(conv.kernel_size)
+    pads: list[int] = []
+    for i in reversed(range(dims)):
+        if conv.padding == "valid":
+            lo = hi = 0
+        elif conv.padding == "same":
+            total = conv.dilation[i] * (conv.kernel_size[i] - 1)
+            lo, hi = total // 2, total - total // 2
+        else:
+            lo = hi = conv.padding[i]
+        pads += [lo, hi]
+    return tuple(pads)
+
+
+class SparseConv2d(nn.Module):
+    """A frozen ``nn.Conv2d`` run as shifted sparse channel mixes (no im2col).
+
+    The input is padded once and flattened; each nonzero weight ``w[o, c, i, j]`` adds
+    ``w`` times channel ``c`` shifted by ``i * dilation * W_pad + j * dilation`` to output
+    channel ``o`` (one walk over the nonzeros per 64 output positions, by the kernel
+    ``graphwire::shift_mix``), and the padded width is cropped. A stride first splits
+    the padded input into its phase images, making the convolution a stride-1 one;
+    ``groups`` make the weight block-diagonal. A 1 x 1 convolution without padding mixes
+    the (strided) input channels directly. Every ``padding_mode``, ``padding="same"``,
+    stride, dilation and group count are supported.
+
+    Args:
+        conv: The dense convolution (its zeros are dropped; weights are copied).
+
+    Attributes:
+        nnz: Nonzero weights kept.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from graphwire.lowering import SparseConv2d
+        >>> dense = nn.Conv2d(4, 8, 3, stride=2, padding=1)
+        >>> keep = torch.rand(8, 4, 3, 3, generator=torch.Generator().manual_seed(0)) < 0.1
+        >>> with torch.no_grad():
+        ...     _ = dense.weight.mul_(keep)
+        >>> x = torch.randn(2, 4, 9, 9)
+        >>> torch.allclose(SparseConv2d(dense)(x), dense(x), atol=1e-6)
+        True
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self._setup(conv, conv.weight.detach())
+
+    def _setup(self, conv: nn.Module, weight: Tensor) -> None:
+        """Shared by the 1-D layer: ``weight`` is ``[C_out, C_in / groups, kh, kw]``."""
+        out_ch, in_per_group, kh, kw = weight.shape
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.groups = conv.groups
+        self.kernel_size = (kh, kw)
+        self.stride = tuple(conv.stride) if len(conv.stride) == 2 else (1, conv.stride[0])
+        self.dilation = tuple(conv.dilation) if len(conv.dilation) == 2 else (1, conv.dilation[0])
+        pads = _padding(conv)
+        self.pads = pads if len(pads) == 4 else (*pads, 0, 0)  # (left, right, top, bottom)
+        self.padding_mode = conv.padding_mode
+        (dh, dw), (sh, sw) = self.dilation, self.stride
+        o, ci, i, j = weight.nonzero().t()  # row-major: sorted by output channel
+        c = (o // (out_ch // self.groups)) * in_per_group + ci  # input channel
+        self.pointwise = (kh, kw) == (1, 1) and not any(self.pads)
+        if self.pointwise:  # one channel mix of the (strided) input
+            col = c
+        else:  # shifted mixes over the stride's phases of the padded input
+            col = (c * sh + (i * dh) % sh) * sw + (j * dw) % sw
+            self.register_buffer("shift_row", (i * dh) // sh)
+            self.register_buffer("shift_col", (j * dw) // sw)
+        rowptr, col, val = _csr(o, col, weight[o, ci, i, j], out_ch)
+        self.register_buffer("rowptr", rowptr)
+        self.register_buffer("col", col)
+        self.register_buffer("val", val)
+        bias = None if conv.bias is None else conv.bias.detach().clone()
+        self.register_buffer("bias", bias)
+        self.nnz = int(val.numel())
+        self.max_shift = (0, 0) if self.pointwise else ((kh - 1) * dh // sh, (kw - 1) * dw // sw)
+
+    def _conv(self, x: Tensor) -> Tensor:
+        """``[B, C_in, H, W]`` -> ``[B, C_out, H', W']``."""
+        (sh, sw) = self.stride
+        if self.pointwise:
+            if self.stride != (1, 1):
+                x = x[:, :, ::sh, ::sw]
+            y = csr_mix(x, self.rowptr, self.col, self.val, self.out_channels)
+            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        left, right, top, bottom = self.pads
+        batch, _, height, width = x.shape
+        height, width = height + top + bottom, width + left + right  # padded
+        out_h = (height - dh * (kh - 1) - 1) // sh + 1
+        out_w = (width - dw * (kw - 1) - 1) // sw + 1
+        # the phase images (one per stride offset) are rows_q x cols_q; output p = h *
+        # cols_q + w reads phase position p + shift_row * cols_q + shift_col
+        rows_q, cols_q = -(-height // sh), -(-width // sw)
+        positions = out_h * cols_q
+        span = -(-positions // 64) * 64  # the kernel's 64-wide tiles
+        need = span + self.max_shift[0] * cols_q + self.max_shift[1]  # columns read
+        extra_rows = max(-(-need // cols_q) - rows_q, 0)  # zero rows past the end
+        pads = (
+            left,
+            right + cols_q * sw - width,
+            top,
+            bottom + (rows_q + extra_rows) * sh - height,
+        )
+        mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+        if mode == "constant":
+            x = F.pad(x, pads)
+        else:  # the layer's own padding by its mode, then zeros to the phase grid
+            x = F.pad(x, (left, right, top, bottom), mode=mode)
+            x = F.pad(x, (0, pads[1] - right, 0, pads[3] - bottom))
+        rows_q += extra_rows
+        if (sh, sw) != (1, 1):
+            x = x.view(batch, -1, rows_q, sh, cols_q, sw).permute(0, 1, 3, 5, 2, 4)
+        x = x.reshape(batch, -1, rows_q * cols_q)
+        y = shift_mix(
+            x,
+            self.rowptr,
+            self.col,
+            self.shift_row,
+            self.shift_col,
+            self.val,
+            self.out_channels,
+            cols_q,
+            out_h,
+            out_w,
+        ).view(batch, self.out_channels, out_h, out_w)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` ``[B, C_in, H, W]`` (or unbatched ``[C_in, H, W]``) -> the convolution."""
+        if x.dim() == 3:
+            return self._conv(x.unsqueeze(0))[0]
+        return self._conv(x)
+
+    def extra_repr(self) -> str:
+        """Summary shown by ``repr``."""
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, dilation={self.dilation}, pads={self.pads}, "
+            f"groups={self.groups}, nnz={self.nnz}, bias={self.bias is not None}"
+        )
+
+
+class SparseConv1d(SparseConv2d):
+    """A frozen ``nn.Conv1d`` run by the CSR kernel (as a height-1 :class:`SparseConv2d`).
+
+    Args:
+        conv: The dense convolution (its zeros are dropped; weights are copied).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from graphwire.lowering import SparseConv1d
+        >>> dense = nn.Conv1d(4, 6, 5, padding=2, dilation=1)
+        >>> x = torch.randn(3, 4, 20)
+        >>> torch.allclose(SparseConv1d(dense)(x), dense(x), atol=1e-5)
+        True
+    """
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        nn.Module.__init__(self)
+        self._setup(conv, conv.weight.detach().unsqueeze(2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` ``[B, C_in, L]`` (or unbatched ``[C_in, L]``) -> the convolution."""
+        if x.dim() == 2:
+            return self._conv(x.unsqueeze(0).unsqueeze(2))[0, :, 0]
+        return self._conv(x.unsqueeze(2)).squeeze(2)
+
+
+def _kind(layer: nn.Module) -> str | None:
+    """The cost model's layer kind, or ``None`` for layers without a sparse path."""
+    if isinstance(layer, nn.Linear):
+        return "linear"
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        pads = _padding(layer)
+        return "pointwise" if math.prod(layer.kernel_size) == 1 and not any(pads) else "conv"
+    return None
+
+
+def layer_sparse_wins(layer: nn.Module) -> bool:
+    """The cost model for one frozen layer: run it by the CSR kernel rather than dense?
+
+    ``True`` on a CPU, for float32/float64 weights, with the compiled kernel available,
+    when the layer's fraction of nonzero weights is at most its kind's entry of
+    :data:`SPARSE_LAYER_MAX_DENSITY`. Layers without a sparse path (``Conv3d``, others)
+    are always dense.
+
+    Args:
+        layer: A plain ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d`` (others: ``False``).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from graphwire.lowering import layer_sparse_wins, sparse_kernel_available
+        >>> layer = nn.Linear(64, 64)
+        >>> layer_sparse_wins(layer)  # fully dense
+        False
+        >>> with torch.no_grad():
+        ...     _ = layer.weight[:, 4:].zero_()
+        >>> layer_sparse_wins(layer) == sparse_kernel_available()
+        True
+    """
+    kind = _kind(layer)
+    if kind is None:
+        return False
+    weight = layer.weight
+    if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
+        return False
+    nnz = int(torch.count_nonzero(weight))
+    return nnz <= SPARSE_LAYER_MAX_DENSITY[kind] * max(weight.numel(), 1) and _kernel.available()
+
+
+def lower_layer(layer: nn.Module, kernel: str = "auto") -> nn.Module:
+    """``layer`` itself (dense) or its sparse module, chosen by ``kernel``.
+
+    Args:
+        layer: A plain ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d`` holding its final
+            (effective, compacted) weights; any other layer (``nn.Conv3d``, ...) is
+            returned as it is.
+        kernel: ``"auto"``: :func:`layer_sparse_wins` decides; ``"dense"``: ``layer``;
+            ``"sparse"``: the sparse module for every layer that has one (on a GPU it
+            runs by torch operations, slowly).
+
+    Returns:
+        ``layer`` or a :class:`SparseLinear`, :class:`SparseConv1d` or
+        :class:`SparseConv2d` on ``layer``'s device.
+
+    Raises:
+        ConfigError: for an unknown ``kernel``.
+
+    Example:
+        >>> from torch import nn
+        >>> from graphwire.lowering import lower_layer
+        >>> type(lower_layer(nn.Conv2d(3, 4, 3), "sparse")).__name__
+        'SparseConv2d'
+        >>> type(lower_layer(nn.Conv3d(3, 4, 3), "sparse")).__name__
+        'Conv3d'
+    """
+    kernel = choose("kernel", kernel, {k: k for k in _KERNELS}, ConfigError)
+    kind = _kind(layer)
+    if kind is None or kernel == "dense" or (kernel == "auto" and not layer_sparse_wins(layer)):
+        return layer
+    if isinstance(layer, nn.Linear):
+        out: nn.Module = SparseLinear(layer)
+    elif isinstance(layer, nn.Conv1d):
+        out = SparseConv1d(layer)
+    else:
+        out = SparseConv2d(layer)
+    return out.to(layer.weight.device).train(layer.training)

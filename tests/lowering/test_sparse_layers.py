@@ -1,0 +1,219 @@
+"""Frozen sparse layers against the dense torch layers they replace."""
+
+import io
+import itertools
+import zlib
+
+import pytest
+import torch
+from torch import nn
+
+from graphwire import ConfigError
+from graphwire.lowering import (
+    SPARSE_LAYER_MAX_DENSITY,
+    SparseConv1d,
+    SparseConv2d,
+    SparseLinear,
+    _kernel,
+    layer_sparse_wins,
+    lower_layer,
+    sparse_kernel_available,
+)
+
+DTYPES = (torch.float32, torch.float64)
+TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def pruned(layer, density, seed):
+    """``layer`` with a random ``1 - density`` of its weights set to exactly zero."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        layer.weight.mul_(torch.rand(layer.weight.shape, generator=gen) < density)
+        if layer.bias is not None:
+            layer.bias.copy_(torch.randn(layer.bias.shape, generator=gen))
+    return layer.eval()
+
+
+def close(a, b, dtype):
+    assert a.shape == b.shape
+    scale = max(1.0, float(b.detach().abs().max()))
+    torch.testing.assert_close(a, b, rtol=0, atol=TOL[dtype] * scale)
+
+
+CONV2D = list(
+    itertools.product(
+        [1, 3, (3, 2), 5],  # kernel
+        [1, 2, (2, 3)],  # stride
+        [0, 1, (2, 1), "same"],  # padding
+        [1, 2],  # dilation
+        [1, 2],  # groups
+        ["zeros", "reflect", "replicate", "circular"],
+    )
+)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "kernel,stride,padding,dilation,groups,mode",
+    [c for c in CONV2D if not (c[2] == "same" and c[1] != 1)][::5],
+)
+def test_sparse_conv2d_equals_dense(kernel, stride, padding, dilation, groups, mode, dtype):
+    seed = zlib.crc32(repr((kernel, stride, padding, dilation, groups, mode)).encode())
+    conv = nn.Conv2d(
+        4, 6, kernel, stride, padding, dilation, groups, padding_mode=mode, dtype=dtype
+    )
+    conv = pruned(conv, 0.3, seed)
+    gen = torch.Generator().manual_seed(seed)
+    checked = 0
+    for size in ((11, 9), (8, 13), (17, 16)):
+        x = torch.randn(3, 4, *size, generator=gen, dtype=dtype)
+        try:
+            expected = conv(x)
+        except RuntimeError:  # the kernel or the padding does not fit this size
+            continue
+        close(SparseConv2d(conv)(x), expected, dtype)
+        close(SparseConv2d(conv)(x[0]), conv(x[0]), dtype)  # unbatched
+        checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "kernel,stride,padding,dilation,groups",
+    [  # torch rejects padding="same" with a stride
+        c
+        for c in itertools.product([1, 3, 4], [1, 2, 3], [0, 2, "same"], [1, 3], [1, 2])
+        if not (c[2] == "same" and c[1] != 1)
+    ],
+)
+def test_sparse_conv1d_equals_dense(kernel, stride, padding, dilation, groups, dtype):
+    conv = pruned(
+        nn.Conv1d(4, 6, kernel, stride, padding, dilation, groups, dtype=dtype), 0.4, kernel
+    )
+    x = torch.randn(2, 4, 23, dtype=dtype)
+    close(SparseConv1d(conv)(x), conv(x), dtype)
+    close(SparseConv1d(conv)(x[0]), conv(x[0]), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("lead", [(5,), (2, 7), (130,), ()])
+def test_sparse_linear_equals_dense(lead, bias, dtype):
+    linear = pruned(nn.Linear(19, 11, bias=bias, dtype=dtype), 0.2, len(lead))
+    x = torch.randn(*lead, 19, dtype=dtype)
+    close(SparseLinear(linear)(x), linear(x), dtype)
+
+
+def test_threads_split_small_images_by_rows():
+    torch.set_num_threads(2)  # (the fixture restores it) 7 x 7: fewer tiles than threads
+    conv = pruned(nn.Conv2d(16, 32, 3, padding=1), 0.2, 9)
+    x = torch.randn(1, 16, 7, 7)
+    close(SparseConv2d(conv)(x), conv(x), torch.float32)
+
+
+def test_all_zero_rows_and_empty_weights():
+    conv = nn.Conv2d(3, 5, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[2, 1, 0, 2] = 1.5
+    x = torch.randn(2, 3, 6, 6)
+    close(SparseConv2d(conv)(x), conv(x), torch.float32)
+    linear = nn.Linear(4, 3)
+    with torch.no_grad():
+        linear.weight.zero_()
+    v = torch.randn(2, 4)
+    close(SparseLinear(linear)(v), linear(v), torch.float32)
+
+
+def test_torch_fallbacks_match_the_compiled_kernels(monkeypatch):
+    conv = pruned(nn.Conv2d(4, 8, 3, stride=2, padding=1, dilation=2), 0.3, 1)
+    linear = pruned(nn.Linear(16, 8), 0.3, 2)
+    x, v = torch.randn(2, 4, 13, 10), torch.randn(70, 16)
+    sparse_conv, sparse_linear = SparseConv2d(conv), SparseLinear(linear)
+    with torch.inference_mode():
+        fast = sparse_conv(x), sparse_linear(v)
+        monkeypatch.setitem(_kernel._STATE, "lib", None)  # as if no C compiler
+        slow = sparse_conv(x), sparse_linear(v)
+    close(slow[0], conv(x), torch.float32)
+    close(slow[1], linear(v), torch.float32)
+    close(fast[0], slow[0], torch.float32)
+    close(fast[1], slow[1], torch.float32)
+
+
+def test_shift_mix_refuses_reads_past_its_input():
+    if not sparse_kernel_available():
+        pytest.skip("the compiled kernel is not available")
+    x = torch.randn(1, 2, 64)
+    one = torch.ones(1)
+    index = torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([0]), torch.tensor([1])
+    with pytest.raises(ValueError, match="reads past x"):
+        _kernel.shift_mix(x, *index, one, 1, 8, 8, 8)
+
+
+def test_state_dict_round_trip_and_inference_mode():
+    conv = pruned(nn.Conv2d(4, 8, 3, padding=1), 0.2, 3)
+    other = pruned(nn.Conv2d(4, 8, 3, padding=1), 0.2, 3)  # same zeros, other values
+    with torch.no_grad():
+        other.weight.mul_(2.0)
+    a, b = SparseConv2d(conv), SparseConv2d(other)
+    x = torch.randn(2, 4, 7, 7)
+    assert not torch.allclose(a(x), b(x))
+    buffer = io.BytesIO()
+    torch.save(a.state_dict(), buffer)
+    buffer.seek(0)
+    b.load_state_dict(torch.load(buffer))
+    with torch.inference_mode():
+        close(b(x), conv(x), torch.float32)
+    assert not any(True for _ in a.parameters())  # a frozen module: buffers only
+
+
+@pytest.mark.parametrize(
+    "layer,shape",
+    [
+        (nn.Conv2d(4, 8, 3, stride=2, padding=1), (2, 4, 9, 9)),
+        (nn.Conv2d(4, 8, 1), (2, 4, 5, 5)),
+        (nn.Conv1d(4, 8, 3, padding=1), (2, 4, 9)),
+        (nn.Linear(6, 5), (3, 4, 6)),
+    ],
+    ids=["conv3x3", "conv1x1", "conv1d", "linear"],
+)
+def test_torch_export(layer, shape):
+    dense = pruned(layer, 0.3, 4)
+    sparse = lower_layer(dense, "sparse")
+    assert sparse is not dense
+    x = torch.randn(*shape)
+    program = torch.export.export(sparse, (x,))
+    close(program.module()(x), dense(x), torch.float32)
+
+
+def test_cost_model_and_lower_layer():
+    linear = nn.Linear(40, 40)
+    assert not layer_sparse_wins(linear)  # no zeros: dense
+    assert lower_layer(linear) is linear
+    assert lower_layer(linear, "sparse") is not linear
+    pruned(linear, SPARSE_LAYER_MAX_DENSITY["linear"] / 2, 5)
+    assert layer_sparse_wins(linear) == sparse_kernel_available()
+    conv3d = nn.Conv3d(2, 2, 3)
+    assert lower_layer(conv3d, "sparse") is conv3d  # no sparse path
+    assert not layer_sparse_wins(pruned(nn.Conv2d(4, 4, 3).double(), 0.01, 6).half())
+    with pytest.raises(ConfigError, match="kernel='fast' is not known; expected one of"):
+        lower_layer(linear, "fast")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_sparse_layers_match_dense():
+    conv = pruned(nn.Conv2d(4, 8, 3, padding=1), 0.2, 7).cuda()
+    linear = pruned(nn.Linear(16, 8), 0.2, 8).cuda()
+    x, v = torch.randn(2, 4, 9, 9, device="cuda"), torch.randn(5, 16, device="cuda")
+    assert not layer_sparse_wins(conv)  # dense kernels on a GPU
+    with torch.inference_mode():
+        close(lower_layer(conv, "sparse")(x), conv(x), torch.float32)
+        close(lower_layer(linear, "sparse")(v), linear(v), torch.float32)

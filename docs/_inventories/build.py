@@ -76,6 +76,10 @@ INVENTORIES: dict[str, tuple[str, str, str, dict[str, tuple[str, str]]]] = {
             "torch.nn.Conv2d": ("py:class", "generated/torch.nn.Conv2d.html#torch.nn.Conv2d"),
             "torch.nn.Conv1d": ("py:class", "generated/torch.nn.Conv1d.html#torch.nn.Conv1d"),
             "torch.nn.Conv3d": ("py:class", "generated/torch.nn.Conv3d.html#torch.nn.Conv3d"),
+            "torch.nn.MultiheadAttention": (
+                "py:class",
+                "generated/torch.nn.MultiheadAttention.html#torch.nn.MultiheadAttention",
+            ),
             "torch.nn.BatchNorm2d": (
                 "py:class",
                 "generated/torch.nn.BatchNorm2d.html#torch.nn.BatchNorm2d",

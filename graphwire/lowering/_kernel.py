@@ -3,10 +3,10 @@
 ``y[g, v, p] = sum over nonzeros (v, u) of a[v, u] * x[g, u, p]`` for a CSR matrix ``a``
 and dense ``x`` of shape ``[G, n, P]``. The kernel copies a tile of ``P`` (256 bytes of
 every row) into a contiguous buffer that stays in cache while it walks the nonzeros, and
-keeps each output row's tile in vector registers. It is plain C compiled with the system
-C compiler (``cc``, ``-O3 -march=native -fopenmp``) into a per-user cache and called via
-:mod:`ctypes`; no torch headers, so it builds in about a second. When no compiler is
-available or the build fails, :func:`csr_mix` falls back to torch operations and
+keeps each output row's tile in vector registers. It is plain C, built on first use by
+graphwire's one native builder (the system ``cc``, ``-O3 -march=native -fopenmp``, a
+per-user cache, :mod:`ctypes`); no torch headers, so it builds in about a second. When
+no compiler is available or the build fails, :func:`csr_mix` falls back to torch operations and
 :func:`available` reports ``False``, so callers choose dense products instead.
 
 :func:`csr_mix` is registered as the torch custom operator ``graphwire::csr_mix`` with a
@@ -21,17 +21,11 @@ im2col (:class:`~graphwire.lowering.SparseConv2d`).
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import warnings
-from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from graphwire import _native
 
 __all__ = ["available", "csr_mix", "shift_mix", "load"]
 
@@ -264,43 +258,8 @@ DEFINE_SHIFT(gw_shift_mix_f32, float, shift_f32)
 DEFINE_SHIFT(gw_shift_mix_f64, double, shift_f64)
 """
 
-_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
-_STATE: dict[str, object] = {}
 
-
-def _cpu_key() -> str:
-    """What the build depends on: source, flags, compiler and this CPU's features."""
-    flags = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = line
-                break
-    except OSError:
-        flags = platform.processor()
-    text = "\n".join([_SOURCE, " ".join(_FLAGS), platform.machine(), flags])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "graphwire" / "kernels"
-
-
-def _build() -> ctypes.CDLL:
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        raise OSError("no C compiler (cc or gcc) on PATH")
-    target = _cache_dir() / f"csr_mix_{_cpu_key()}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            src, out = Path(tmp) / "csr_mix.c", Path(tmp) / "csr_mix.so"
-            src.write_text(_SOURCE)
-            cmd = [compiler, *_FLAGS, str(src), "-o", str(out)]
-            subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-            os.replace(out, target)  # atomic: concurrent builders never see half a file
-    lib = ctypes.CDLL(str(target))
+def _declare(lib: ctypes.CDLL) -> None:
     for name in ("gw_csr_mix_f32", "gw_csr_mix_f64"):
         fn = getattr(lib, name)
         fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4 + [ctypes.c_int]
@@ -309,25 +268,13 @@ def _build() -> ctypes.CDLL:
         fn = getattr(lib, name)
         fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 8 + [ctypes.c_int]
         fn.restype = ctypes.c_int
-    return lib
 
 
 def load() -> ctypes.CDLL | None:
     """The compiled kernel library, building it on the first call; ``None`` if it cannot."""
-    if "lib" not in _STATE:
-        try:
-            _STATE["lib"] = _build()
-        except (OSError, subprocess.SubprocessError) as err:
-            detail = getattr(err, "stderr", b"") or b""
-            warnings.warn(
-                f"graphwire's sparse CPU kernel could not be built ({err}; "
-                f"{detail.decode(errors='replace')[:300]}); compiled inference modules use "
-                "dense products instead.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            _STATE["lib"] = None
-    return _STATE["lib"]  # type: ignore[return-value]
+    return _native.load(
+        "csr_mix", _SOURCE, _declare, "compiled inference modules use dense products instead"
+    )
 
 
 def available() -> bool:

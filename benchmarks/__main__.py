@@ -19,6 +19,7 @@ SUITES: dict[str, str] = {
     "sparse": "benchmarks.sparse",
     "smoke": "benchmarks.smoke",
     "speed": "benchmarks.speed",
+    "gpu-check": "benchmarks.gpu_check",
 }
 
 

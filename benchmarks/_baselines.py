@@ -158,9 +158,10 @@ def pruned_layer(net: WiredGraph, image: bool) -> nn.Module:
         w, m = w[:, :, None, None], m[:, :, None, None]
     else:
         layer = nn.Linear(n_in, n_out, bias=False)
+    layer = layer.to(w.dtype)
     with torch.no_grad():
         layer.weight.copy_(w)
-    prune.custom_from_mask(layer, "weight", m.float())
+    prune.custom_from_mask(layer, "weight", m.to(w.dtype))
     return layer.to(net.weight.device)
 
 
@@ -182,7 +183,8 @@ class TorchCSR(nn.Module):
         """``z`` ``[B, n, *F]`` -> ``[B, m, *F]``."""
         b, n, f = z.shape[0], z.shape[1], z.shape[2:]
         cols = z.transpose(0, 1).reshape(n, -1).to(self.weight.dtype)  # [n, B * P]
-        out = torch.sparse.mm(self.weight, cols)  # [m, B * P]
+        with torch.autocast(z.device.type, enabled=False):  # no low-precision CSR kernels
+            out = torch.sparse.mm(self.weight, cols)  # [m, B * P]
         return out.view(self.rows, b, *f).transpose(0, 1)
 
 

@@ -24,8 +24,8 @@ from torch import nn
 
 import graphwire
 from benchmarks import small_scale
-from benchmarks._common import Timer, markdown_table, set_threads
 from benchmarks._baselines import PaperDense
+from benchmarks._common import Timer, markdown_table, set_threads
 from graphwire import WiredGraph
 from graphwire.lowering import CompiledGraph
 from graphwire.training import init_distributed

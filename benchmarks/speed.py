@@ -47,12 +47,11 @@ import torch
 from torch import nn
 
 import graphwire
-from graphwire import DNWOptimizer, ODESolver, ReachabilityError, WiredGraph
+from benchmarks._baselines import PaperDense, pruned_layer, torch_csr_model
+from graphwire import DNWOptimizer, ReachabilityError, WiredGraph
 from graphwire.graph import complete_digraph, layered_dag
 from graphwire.lowering import sparse_kernel_available
 from graphwire.wiring import select_topk
-
-from benchmarks._baselines import PaperDense, pruned_layer, torch_csr_model
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "speed"
 DENSITIES = (0.01, 0.05, 0.10, 0.30)
@@ -476,9 +475,8 @@ def trained_static_point(args, rates: dict, device: torch.device) -> dict:
     embedded digits upscaled to 32 x 32; its graph is then compiled with the cost model
     and with dense blocks only, and each is timed on the stem's features of a batch.
     """
-    from models import create_model
-
     from graphwire.training import load_digits
+    from models import create_model
 
     prec = Precision(args.precision, device)
     size = dict(num_nodes=80, k=600, stem_channels=8, readout=8) if args.quick else {}
@@ -755,15 +753,19 @@ def targets(result: dict) -> list[dict]:
             continue
         b = by.get((case, density, task, "paper_dense"))
         if b is not None and b["peak_mb"] is not None and r["peak_mb"] > b["peak_mb"]:
-            over.append(f"{case}@{density:.0%} {task} {method} {r['peak_mb']:.0f} MB "
-                        f"> {b['peak_mb']:.0f} MB")
+            over.append(
+                f"{case}@{density:.0%} {task} {method} {r['peak_mb']:.0f} MB "
+                f"> {b['peak_mb']:.0f} MB"
+            )
     measured = any(r["peak_mb"] is not None for r in rows)
     out.append(
         {
             "target": "peak memory no higher than baseline 1",
             "baseline": "paper_dense",
             "outcome": _verdict(not over if measured else None),
-            "detail": ("higher at: " + "; ".join(over)) if over else "no point higher",
+            "detail": ("higher at: " + "; ".join(over))
+            if over
+            else ("no point higher" if measured else "not measured"),
         }
     )
     return out
@@ -1027,7 +1029,9 @@ def run(args: argparse.Namespace) -> int:
     for i, (case, density) in enumerate(points):
         t0 = time.perf_counter()
         rows += run_point(case, density, args, rates, device)
-        print(f"[{i + 1}/{len(points)}] {case.name} {density:.2%}: {time.perf_counter() - t0:.1f} s")
+        print(
+            f"[{i + 1}/{len(points)}] {case.name} {density:.2%}: {time.perf_counter() - t0:.1f} s"
+        )
         result["rows"] = rows
         save(args.out, result, figure=False)  # after every point: a long run keeps its rows
     result["rows"] = rows

@@ -112,9 +112,9 @@ def _has_compiler() -> bool:
 
 
 @pytest.mark.skipif(not _has_compiler(), reason="inductor on CPU needs a C++ compiler")
-@pytest.mark.parametrize(("mode", "images"), [("dag", True), ("discrete", False)])
+@pytest.mark.parametrize(("mode", "images"), [("dag", False), ("discrete", False)])
 def test_torch_compile_inductor_matches_eager_and_follows_reselection(mode, images):
-    torch._dynamo.reset()
+    torch.compiler.reset()
     net, x = _net(mode, images)
     with torch.no_grad():
         target = torch.randn_like(net(x))

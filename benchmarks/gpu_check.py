@@ -135,6 +135,8 @@ def speed_runs(device: torch.device, out: Path, quick: bool) -> dict:
         folder = out / f"speed-{precision}"
         argv = ["speed", "--device", device.type, "--precision", precision, "--out", str(folder)]
         argv += ["--no-crossover"]  # the crossover table is the CPU's backend="auto" evidence
+        if not quick:  # sized for the 8-minute budget: 3 repeats, message passing once
+            argv += ["--repeats", "3"] + (["--no-reference"] if precision != "float32" else [])
         if quick:  # the dry run: the same calls on two small cases (one in bfloat16)
             argv += ["--quick", "--repeats", "1", "--densities", "0.1", "--no-static"]
             argv += ["--no-selection", "--no-memory", "--no-profile", "--no-reference"]

@@ -59,6 +59,9 @@ DENSITIES = (0.01, 0.05, 0.10, 0.30)
 TRAIN_MIN, TRAIN_MIN_DAG = 1.0, 1.5
 LAYER_MIN_VS_PRUNED, STATIC_MIN_VS_COMPACTED = 3.0, 1.5
 SELECTION_MAX_SHARE = 0.02
+#: Peak memory counts as higher than baseline 1's beyond this fraction (and half a MB):
+#: the CPU figure sums the profiler's allocation records, which vary a little per run.
+MEMORY_SLACK = 0.02
 #: Where each ratio comes from, for the tables.
 BASELINES = {
     "paper_dense": "baseline 1: the paper's dense [N, N] masked weight",
@@ -523,6 +526,7 @@ def trained_static_point(args, rates: dict, device: torch.device) -> dict:
     return {
         "train_steps": steps,
         "train_s": train_s,
+        "nodes": net.graph.num_nodes,
         "batch": batch,
         "candidates": net.graph.num_edges,
         "selected": int(net.mask().sum()),
@@ -752,7 +756,11 @@ def targets(result: dict) -> list[dict]:
         if method not in ("default", "compiled_eval") or r["peak_mb"] is None:
             continue
         b = by.get((case, density, task, "paper_dense"))
-        if b is not None and b["peak_mb"] is not None and r["peak_mb"] > b["peak_mb"]:
+        if (
+            b is not None
+            and b["peak_mb"] is not None
+            and r["peak_mb"] > b["peak_mb"] * (1 + MEMORY_SLACK) + 0.5
+        ):
             over.append(
                 f"{case}@{density:.0%} {task} {method} {r['peak_mb']:.0f} MB "
                 f"> {b['peak_mb']:.0f} MB"
@@ -826,7 +834,7 @@ def write_markdown(path: Path, result: dict) -> None:
         b = by[(case, density, task, "paper_dense")]
         lines.append(
             f"| {case} | {density:.2%} | {b['median_ms']:.2f} | {r['median_ms']:.2f} | "
-            f"{r['vs_paper_dense']:.2f}x | {_f(b['peak_mb'], '.0f')} / {_f(r['peak_mb'], '.0f')} "
+            f"{r['vs_paper_dense']:.2f}x | {_f(b['peak_mb'], '.1f')} / {_f(r['peak_mb'], '.1f')} "
             f"| {r['compute_fraction']:.3f} | {r['memory_fraction']:.3f} | "
             f"{_f(b['nfe'], 'd')} / {_f(r['nfe'], 'd')} |"
         )
@@ -848,7 +856,7 @@ def write_markdown(path: Path, result: dict) -> None:
         lines.append(
             f"| {r['case']} | {r['density']:.2%} | {r['method']} | {r['median_ms']:.2f} | "
             f"{r['vs_paper_dense']:.2f}x | {_f(r.get('vs_pruned'), '.2f', 'x')} | "
-            f"{_f(r.get('vs_compiled_dense'), '.2f', 'x')} | {_f(r['peak_mb'], '.0f')} | "
+            f"{_f(r.get('vs_compiled_dense'), '.2f', 'x')} | {_f(r['peak_mb'], '.1f')} | "
             f"{r['compute_fraction']:.3f} | {r['memory_fraction']:.3f} | "
             f"{_f(r['max_abs_diff_vs_reference'], '.1e')} |"
         )
@@ -859,7 +867,8 @@ def write_markdown(path: Path, result: dict) -> None:
             "",
             "## Trained tiny static classifier (inference of its graph)",
             "",
-            f"`tiny_static` (800 nodes, k = 32,000) after {static['train_steps']} DNW steps on "
+            f"`tiny_static` ({static['nodes']} nodes, k = {static['selected']:,}) after "
+            f"{static['train_steps']} DNW steps on "
             f"the digits at 32 x 32 ({static['train_s']:.0f} s), batch {static['batch']} of "
             f"stem features; compiled: {static['kept_nodes']} nodes and "
             f"{static['kept_edges']:,} of {static['selected']:,} edges kept. A short training, "

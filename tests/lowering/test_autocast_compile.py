@@ -12,6 +12,7 @@ import shutil
 import pytest
 import torch
 
+import graphwire
 from graphwire import DNWOptimizer, ODESolver, WiredGraph
 from graphwire.graph import complete_digraph, layered_dag
 
@@ -105,6 +106,19 @@ def test_bf16_autocast_training_step_moves_weights_like_float32():
     step32, step16 = (n.weight.detach() - before for n in nets)
     assert step32.abs().max() > 0
     assert _rel(step16, step32) < BF16_RTOL[True]
+
+
+@pytest.mark.parametrize("mode", ["dag", "discrete", "continuous"])
+def test_bf16_autocast_inference_default_and_frozen_match_float32(mode):
+    """Without gradients (sparse blocks on a CPU) and in the frozen module, under autocast."""
+    net, x = _net(mode, True)
+    with torch.inference_mode():
+        expected = net(x)
+        for module in (net, graphwire.compile(net), graphwire.compile(net, kernel="dense")):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                got = module(x)
+            assert not torch.equal(got.float(), expected)
+            assert _rel(got, expected) < BF16_RTOL[True]
 
 
 def _has_compiler() -> bool:

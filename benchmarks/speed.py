@@ -90,11 +90,14 @@ class Case:
     layer: bool = False  # a single layer: time the pruned torch layer too
 
 
-def _family(prefix, dag, cyclic, node_op, batch, features, reference=False, extra=()):
+def _family(
+    prefix, dag, cyclic, node_op, batch, features, reference=False, extra=(), dag_batch=None
+):
     """The four modes of one node kind and size: DAG, discrete, RK4 and dopri5."""
     kw = dict(node_op=node_op, batch=batch, features=features, reference=reference)
+    dag_kw = {**kw, "batch": dag_batch or batch}
     return [
-        Case(f"{prefix}_dag", dag, "dag", densities=(*DENSITIES, *extra), **kw),
+        Case(f"{prefix}_dag", dag, "dag", densities=(*DENSITIES, *extra), **dag_kw),
         Case(f"{prefix}_discrete", cyclic, "discrete", kwargs={"steps": 5}, **kw),
         Case(f"{prefix}_rk4", cyclic, "continuous", kwargs={"solver": RK4}, **kw),
         Case(f"{prefix}_dopri5", cyclic, "continuous", kwargs={"solver": DOPRI5}, **kw),
@@ -171,9 +174,10 @@ def cases(quick: bool) -> list[Case]:
             lambda: layered_dag([32, 192, 192, 192, 192]),
             lambda: complete_digraph(800, inputs=32, outputs=100),
             "conv",
-            8,
+            4,  # the dynamic modes run 5 steps or 16+ evaluations: a small batch
             (8, 8),
             extra=(static_k,),
+            dag_batch=32,
         ),
     ]
 

@@ -10,6 +10,7 @@ def test_dry_run_without_cuda_runs_every_step_and_writes_results(tmp_path):
     assert gpu_check.main(["--dry-run", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["dry_run"] is True
+    assert result["equivalence"]["status"] == "passed"
     assert [s["case"] for s in result["sync"]][:2] == ["dag", "discrete"]
     assert set(result["speed"]) == {"float32", "bfloat16"}
     for precision, sp in result["speed"].items():

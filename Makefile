@@ -1,4 +1,5 @@
-# graphwire's two entry points: `make demo` (the main job) and `make test` (the tests).
+# graphwire's two entry points: `make demo` (the main job) and `make test` (the tests);
+# `make gpu-check` runs the prepared GPU checks with the machine's own python3.
 # Both create .venv when it is missing, install a CPU torch first when none is importable
 # (set TORCH_SPEC / TORCH_INDEX for a GPU build), then the package with its extras.
 
@@ -9,7 +10,7 @@ TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.graphwire-installed
 
-.PHONY: demo test lint docs install clean
+.PHONY: demo test lint docs install clean gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m benchmarks demo
+
+# The GPU machines carry their own python3 with torch, torch-geometric, torchdiffeq and
+# torchvision and allow no install: this runs the checkout as it is, with $(PYTHON).
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

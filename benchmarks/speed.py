@@ -395,7 +395,11 @@ def run_point(case: Case, density: float, args, rates: dict, device: torch.devic
             dense(x)
             nfe = {"default": net.nfe, "paper_dense": dense.nfe}
 
+    # inference as a user runs it: evaluation mode (the default path then reuses the
+    # frozen module of its state); training in training mode
+    net.eval(), dense.eval()
     infer_t = timed({k: prec.wrap(f) for k, f in infer_fns.items()}, args.repeats, device)
+    net.train(), dense.train()
     train_fns = {"paper_dense": train_dense, "default": train_default}
     train_t = timed({k: prec.wrap(f) for k, f in train_fns.items()}, args.repeats, device)
     if case.reference and not args.no_reference:

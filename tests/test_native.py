@@ -4,6 +4,7 @@ import ctypes
 import shutil
 
 import pytest
+import torch
 
 from graphwire import _native
 
@@ -32,3 +33,19 @@ def test_builds_caches_and_reports_a_failed_build(tmp_path, monkeypatch):
     with pytest.warns(RuntimeWarning, match="(?s)'broken' could not be built.*use torch instead"):
         assert _native.load("broken", "this is not C", declare, "use torch instead") is None
     assert _native.load("broken", "this is not C", declare, "use torch instead") is None
+
+
+def test_same_bytes_is_bitwise_and_checks_shape_dtype_and_layout():
+    a = torch.randn(1000)
+    assert _native.same_bytes(a, a.clone())
+    b = a.clone()
+    b[999] = b[999] + 1  # the last byte range differs
+    assert not _native.same_bytes(a, b)
+    assert not _native.same_bytes(a, a.double())
+    assert not _native.same_bytes(a, a.view(10, 100))
+    nan = torch.tensor([float("nan")])
+    assert _native.same_bytes(nan, nan.clone())  # bitwise: a NaN equals itself
+    assert not _native.same_bytes(torch.tensor([0.0]), torch.tensor([-0.0]))
+    t = a.view(10, 100).t()  # not contiguous: compared by value
+    assert _native.same_bytes(t, t.clone()) and not _native.same_bytes(t, t + 1)
+    assert _native.same_bytes(torch.empty(0), torch.empty(0))

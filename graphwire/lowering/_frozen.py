@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from graphwire._native import same_bytes
 from graphwire.errors import ConfigError, GraphError, ReachabilityError
 from graphwire.lowering import _kernel
 from graphwire.lowering._checks import check_features
@@ -340,12 +341,15 @@ class InferenceCache:
     CPU, a DAG or discrete-time network runs through a :class:`CompiledGraph` of its
     current state (dead nodes removed, channels compacted), built at the first such call
     and reused while nothing it depends on has changed. The check is exact and needs no
-    hooks: every call compares the effective edge weights, the mask, the state of the
-    input and node operations and the number of steps with those the frozen module was
-    built from (``torch.equal``, one pass over ``[E]``), so an in-place edit, a
-    re-selection, an optimizer step, loading a state dict or a move to another dtype
-    all rebuild it. The cache is a plain attribute: it is neither a submodule nor in the
-    state dict.
+    hooks: every call compares the graph's own parameters and buffers (the edge weights,
+    the mask and any tensor a rule registered on it), the input and node operations'
+    parameters and buffers and the number of steps with those the frozen module was
+    built from (bitwise, one pass over the ``[E]`` weights and mask), so an
+    in-place edit, a re-selection, an optimizer step, loading a state dict or a move to
+    another dtype all rebuild it. A custom rule whose effective weights depend on state
+    it keeps outside tensors registered on the module is not seen: call
+    ``net.inference_cache.clear()`` after changing it. The cache is a plain attribute:
+    it is neither a submodule nor in the state dict.
 
     Attributes:
         builds: Frozen modules built so far.
@@ -371,11 +375,27 @@ class InferenceCache:
         self._steps: int | None = None
         self._frozen: CompiledGraph | None = None
 
-    @staticmethod
-    def _state(wired: WiredGraph) -> tuple[Tensor, ...]:
+    #: Buffers of the wired graph that hold its structure, fixed when it is built: the
+    #: frozen module depends on them, but they are not compared at every call.
+    STRUCTURE = ("edge_index", "inputs")
+
+    @classmethod
+    def _state(cls, wired: WiredGraph) -> tuple[Tensor, ...]:
+        """Every tensor the frozen module is built from.
+
+        The graph's own parameters and buffers (edge weights, mask, any a rule
+        registered) and its operations'.
+        """
+        own = [
+            t
+            for name, t in (
+                *wired.named_parameters(recurse=False),
+                *wired.named_buffers(recurse=False),
+            )
+            if name not in cls.STRUCTURE
+        ]
         ops = (wired.input_op, wired.node_op)
-        tensors = [t for op in ops for t in (*op.parameters(), *op.buffers())]
-        return (wired.effective_weight(), wired.edge_mask, *tensors)
+        return (*own, *(t for op in ops for t in (*op.parameters(), *op.buffers())))
 
     def _matches(self, key: tuple[Tensor, ...], steps: int) -> bool:
         old = self._key
@@ -383,10 +403,7 @@ class InferenceCache:
             old is not None
             and self._steps == steps
             and len(old) == len(key)
-            and all(
-                a.device == b.device and a.dtype == b.dtype and torch.equal(a, b)
-                for a, b in zip(old, key)
-            )
+            and all(same_bytes(a, b) for a, b in zip(old, key))
         )
 
     @torch.no_grad()

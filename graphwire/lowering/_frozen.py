@@ -375,9 +375,9 @@ class InferenceCache:
         self._steps: int | None = None
         self._frozen: CompiledGraph | None = None
 
-    #: Buffers of the wired graph that hold its structure, fixed when it is built: the
-    #: frozen module depends on them, but they are not compared at every call.
-    STRUCTURE = ("edge_index", "inputs")
+    # the wired graph's structural buffers, fixed when it is built; the frozen module
+    # depends on them, but they are not compared at every call
+    _STRUCTURE = ("edge_index", "inputs")
 
     @classmethod
     def _state(cls, wired: WiredGraph) -> tuple[Tensor, ...]:
@@ -392,7 +392,7 @@ class InferenceCache:
                 *wired.named_parameters(recurse=False),
                 *wired.named_buffers(recurse=False),
             )
-            if name not in cls.STRUCTURE
+            if name not in cls._STRUCTURE
         ]
         ops = (wired.input_op, wired.node_op)
         return (*own, *(t for op in ops for t in (*op.parameters(), *op.buffers())))

@@ -8,6 +8,7 @@ by name in :data:`RULES`.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -410,7 +411,7 @@ def _drop_and_grow(budget: SharedBudget, fraction: float, grow_scores: Tensor) -
     return keep | grow
 
 
-class _Scheduled(WiringRule):
+class _Scheduled(WiringRule, abc.ABC):
     """Shared machinery of the rules with a schedule: update steps and exact zeros.
 
     Inactive weights are exactly zero: the budget zeroes them when it is built, their
@@ -431,9 +432,9 @@ class _Scheduled(WiringRule):
             budget.reset_edges(changed, optimizer)
         return new
 
+    @abc.abstractmethod
     def new_mask(self, budget, step, optimizer) -> Tensor | None:
         """The new mask after ``step``, or ``None`` when ``step`` is no update step."""
-        raise NotImplementedError
 
 
 class RigL(_Scheduled):
@@ -594,13 +595,13 @@ class _Pruning(_Scheduled):
     def initial_mask(self, module, budget, members, generator):  # noqa: D102
         return torch.ones_like(module.weight, dtype=torch.bool)
 
+    @abc.abstractmethod
     def progress(self, step: int) -> float:
         """Fraction of the way from dense to the budget after ``step``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def is_update_step(self, step: int) -> bool:
         """Whether the mask is pruned after ``step``."""
-        raise NotImplementedError
 
     def kept(self, budget: SharedBudget, step: int) -> list[int]:
         """Edges each scope keeps after ``step``."""

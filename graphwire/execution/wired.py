@@ -310,9 +310,10 @@ class WiredGraph(WiredModule):
             The output nodes' features, ``[B, n_outputs, ...]``, outputs in index order.
         """
         check_features(x, self.inputs.numel(), self.weight, floating=self.weight.dtype)
-        frozen = self.inference_cache.get(self) if self._runs_frozen(x) else None
-        if frozen is not None:  # evaluation without gradients: the current state, frozen
-            return frozen(x)  # [B, n_out, *F]
+        if self._runs_frozen(x):  # evaluation without gradients: the current state, frozen
+            out = self.inference_cache.run(self, x)  # [B, n_out, *F], or None
+            if out is not None:
+                return out
         z0 = self.input_op(x, self.inputs)  # [B, n_in, *F]
         return self.executor(z0, self)  # [B, n_out, *F]
 

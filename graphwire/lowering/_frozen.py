@@ -31,6 +31,7 @@ from graphwire.lowering._dense import (
 )
 from graphwire.lowering._dynamics import ScaledRMS, held_dynamics, integrate
 from graphwire.lowering._layout import dag_layout, recurrent_layout
+from graphwire.wiring.rules import WiringRule
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwire.execution.wired import WiredGraph
@@ -272,6 +273,10 @@ class CompiledGraph(nn.Module):
         """
         like = next(b for b in self.buffers() if b.is_floating_point())
         check_features(x, self.num_inputs, like, floating=like.dtype)
+        return self._run(x)
+
+    def _run(self, x: Tensor) -> Tensor:
+        """:meth:`forward` without the input check (its caller made it)."""
         if not self.all_inputs:
             x = x.index_select(1, self.in_idx)  # inputs that still matter
         z0 = self.input_op(x, self.in_nodes).contiguous()  # [B, n_in', *F]
@@ -341,12 +346,15 @@ class InferenceCache:
     CPU, a DAG or discrete-time network runs through a :class:`CompiledGraph` of its
     current state (dead nodes removed, channels compacted), built at the first such call
     and reused while nothing it depends on has changed. The check is exact and needs no
-    hooks: every call compares the graph's own parameters and buffers (the edge weights,
-    the mask and any tensor a rule registered on it), the input and node operations'
-    parameters and buffers and the number of steps with those the frozen module was
-    built from (bitwise, one pass over the ``[E]`` weights and mask), so an
-    in-place edit, a re-selection, an optimizer step, loading a state dict or a move to
-    another dtype all rebuild it. A custom rule whose effective weights depend on state
+    hooks: every call compares the graph's own parameters and buffers (the mask and any
+    tensor a rule registered on it), the input and node operations' parameters and
+    buffers and the number of steps with those the frozen module was built from, bitwise,
+    so an in-place edit, a re-selection, an optimizer step, loading a state dict or a move to
+    another dtype all rebuild it. Of the edge weights, only the selected ones are
+    compared where the rule keeps the base
+    :meth:`~graphwire.wiring.WiringRule.effective_weight` (the weight
+    where selected, zero elsewhere: the forward pass reads no other); a rule with its own
+    has every weight compared. A custom rule whose effective weights depend on state
     it keeps outside tensors registered on the module is not seen: call
     ``net.inference_cache.clear()`` after changing it. The cache is a plain attribute:
     it is neither a submodule nor in the state dict.
@@ -373,38 +381,55 @@ class InferenceCache:
         self.builds = 0
         self._key: tuple[Tensor, ...] | None = None
         self._steps: int | None = None
+        self._selected: Tensor | None = None  # [S] positions of the selected edges
+        self._selected_weight: Tensor | None = None  # [S] their weights
         self._frozen: CompiledGraph | None = None
 
     # the wired graph's structural buffers, fixed when it is built; the frozen module
     # depends on them, but they are not compared at every call
     _STRUCTURE = ("edge_index", "inputs")
 
+    @staticmethod
+    def _masks_weight(wired: WiredGraph) -> bool:
+        """Whether the effective weights are the weights where selected (the base rule's).
+
+        The frozen module then depends on the weights of the selected edges only, and
+        only those are compared; a rule with its own ``effective_weight`` has every
+        weight compared.
+        """
+        return type(wired.rule).effective_weight is WiringRule.effective_weight
+
     @classmethod
     def _state(cls, wired: WiredGraph) -> tuple[Tensor, ...]:
-        """Every tensor the frozen module is built from.
+        """Every tensor compared whole at each call.
 
-        The graph's own parameters and buffers (edge weights, mask, any a rule
-        registered) and its operations'.
+        The graph's own parameters and buffers (the mask, any a rule registered, and the
+        edge weights unless only the selected ones matter) and its operations'.
         """
+        skip = (*cls._STRUCTURE, "weight") if cls._masks_weight(wired) else cls._STRUCTURE
         own = [
             t
             for name, t in (
                 *wired.named_parameters(recurse=False),
                 *wired.named_buffers(recurse=False),
             )
-            if name not in cls._STRUCTURE
+            if name not in skip
         ]
         ops = (wired.input_op, wired.node_op)
         return (*own, *(t for op in ops for t in (*op.parameters(), *op.buffers())))
 
-    def _matches(self, key: tuple[Tensor, ...], steps: int) -> bool:
+    def _matches(self, wired: WiredGraph, key: tuple[Tensor, ...]) -> bool:
         old = self._key
-        return (
-            old is not None
-            and self._steps == steps
-            and len(old) == len(key)
-            and all(same_bytes(a, b) for a, b in zip(old, key))
-        )
+        if old is None or self._steps != wired.steps or len(old) != len(key):
+            return False
+        if not all(same_bytes(a, b) for a, b in zip(old, key)):
+            return False  # the mask is in key: below, the selection is the one built from
+        if self._selected is None:
+            return True
+        weight = wired.weight.detach()
+        if weight.device != self._selected.device:
+            return False
+        return same_bytes(weight.index_select(0, self._selected), self._selected_weight)
 
     @torch.no_grad()
     def get(self, wired: WiredGraph) -> CompiledGraph | None:
@@ -414,9 +439,14 @@ class InferenceCache:
         the inputs) returns ``None``, and the caller runs the dense backend as usual.
         """
         key = self._state(wired)
-        if not self._matches(key, wired.steps):
+        if not self._matches(wired, key):
             self._key = tuple(t.detach().clone() for t in key)
             self._steps = wired.steps
+            self._selected = self._selected_weight = None
+            if self._masks_weight(wired):
+                weight = wired.weight.detach()
+                self._selected = wired.edge_mask.to(weight.device).nonzero().flatten()
+                self._selected_weight = weight.index_select(0, self._selected)
             self.builds += 1
             try:
                 self._frozen = CompiledGraph(wired)
@@ -424,9 +454,18 @@ class InferenceCache:
                 self._frozen = None
         return self._frozen
 
+    def run(self, wired: WiredGraph, x: Tensor) -> Tensor | None:
+        """``wired``'s output for ``x`` by the frozen module, or ``None`` where it cannot be built.
+
+        The caller has checked ``x`` (:func:`check_features`): it is not checked again.
+        """
+        frozen = self.get(wired)
+        return None if frozen is None else frozen._run(x)
+
     def clear(self) -> None:
         """Drop the frozen module (the next eligible call rebuilds it)."""
         self._key = self._frozen = self._steps = None
+        self._selected = self._selected_weight = None
 
     def __repr__(self) -> str:
         return f"InferenceCache(builds={self.builds}, holds={self._frozen is not None})"

@@ -138,3 +138,35 @@ def test_matches_compile_and_is_not_part_of_the_state_dict():
     torch.testing.assert_close(y, expected)
     assert not any("inference_cache" in key for key in net.state_dict())
     assert not any("inference_cache" in name for name, _ in net.named_modules())
+
+
+def test_unselected_weights_are_not_state_for_the_base_rule():
+    net = build("dag-vector")
+    x = torch.randn(*CASES["dag-vector"]["x"])
+    check(net, x, 1)
+    with torch.no_grad():  # an unselected edge's weight: the forward pass does not read it
+        i = int((~net.edge_mask).nonzero()[0])
+        net.weight[i] = 123.0
+    check(net, x, 1)
+    with torch.no_grad():  # the last selected edge (the check reads every selected weight)
+        net.weight[int(net.edge_mask.nonzero()[-1])] *= -1
+    check(net, x, 2)
+
+
+class _NormalizedDNW(graphwire.wiring.DNW):
+    """A rule whose selected effective weights depend on every weight (tests only)."""
+
+    def effective_weight(self, module, weight, mask):
+        return weight * mask / weight.abs().max()
+
+
+def test_a_rule_with_its_own_effective_weight_has_every_weight_compared():
+    spec = CASES["dag-vector"]
+    net = WiredGraph(
+        spec["graph"], node_op="relu", density=0.3, seed=0, rule=_NormalizedDNW()
+    ).eval()
+    x = torch.randn(*spec["x"])
+    check(net, x, 1)
+    with torch.no_grad():  # an unselected weight that changes every selected effective weight
+        net.weight[int((~net.edge_mask).nonzero()[0])] = 50.0
+    check(net, x, 2)

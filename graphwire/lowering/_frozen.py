@@ -389,24 +389,29 @@ class InferenceCache:
     # depends on them, but they are not compared at every call
     _STRUCTURE = ("edge_index", "inputs")
 
+    # the selected weights are gathered and compared (not the whole weight) where at
+    # most this fraction of edges is selected: beyond it one pass over the weight and its
+    # copy reads less than the gather's positions, weights and copy
+    _GATHER_MAX_FRACTION = 0.125
+
     @staticmethod
     def _masks_weight(wired: WiredGraph) -> bool:
         """Whether the effective weights are the weights where selected (the base rule's).
 
-        The frozen module then depends on the weights of the selected edges only, and
-        only those are compared; a rule with its own ``effective_weight`` has every
-        weight compared.
+        The frozen module then depends on the weights of the selected edges only; a rule
+        with its own ``effective_weight`` has every weight compared.
         """
         return type(wired.rule).effective_weight is WiringRule.effective_weight
 
     @classmethod
-    def _state(cls, wired: WiredGraph) -> tuple[Tensor, ...]:
+    def _state(cls, wired: WiredGraph, gather: bool) -> tuple[Tensor, ...]:
         """Every tensor compared whole at each call.
 
         The graph's own parameters and buffers (the mask, any a rule registered, and the
-        edge weights unless only the selected ones matter) and its operations'.
+        edge weights unless ``gather``: then only the selected ones are compared) and its
+        operations'.
         """
-        skip = (*cls._STRUCTURE, "weight") if cls._masks_weight(wired) else cls._STRUCTURE
+        skip = (*cls._STRUCTURE, "weight") if gather else cls._STRUCTURE
         own = [
             t
             for name, t in (
@@ -427,7 +432,7 @@ class InferenceCache:
         if self._selected is None:
             return True
         weight = wired.weight.detach()
-        if weight.device != self._selected.device:
+        if weight.device != self._selected.device or not self._masks_weight(wired):
             return False
         return same_bytes(weight.index_select(0, self._selected), self._selected_weight)
 
@@ -438,15 +443,19 @@ class InferenceCache:
         A state that cannot be frozen (an empty selection, or no output reachable from
         the inputs) returns ``None``, and the caller runs the dense backend as usual.
         """
-        key = self._state(wired)
+        key = self._state(wired, gather=self._selected is not None)
         if not self._matches(wired, key):
+            weight = wired.weight.detach()
+            selected = wired.edge_mask.to(weight.device).nonzero().flatten()
+            gather = (
+                self._masks_weight(wired)
+                and selected.numel() <= self._GATHER_MAX_FRACTION * weight.numel()
+            )
+            self._selected = selected if gather else None
+            self._selected_weight = weight.index_select(0, selected) if gather else None
+            key = self._state(wired, gather=gather)
             self._key = tuple(t.detach().clone() for t in key)
             self._steps = wired.steps
-            self._selected = self._selected_weight = None
-            if self._masks_weight(wired):
-                weight = wired.weight.detach()
-                self._selected = wired.edge_mask.to(weight.device).nonzero().flatten()
-                self._selected_weight = weight.index_select(0, self._selected)
             self.builds += 1
             try:
                 self._frozen = CompiledGraph(wired)

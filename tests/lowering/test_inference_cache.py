@@ -12,7 +12,7 @@ import torch
 import graphwire
 from graphwire import DNWOptimizer, WiredGraph
 from graphwire.graph import complete_digraph, layered_dag
-from graphwire.wiring import Frozen
+from graphwire.wiring import Frozen, SharedBudget
 
 CASES = {
     "dag-vector": dict(graph=layered_dag([4, 12, 12, 3]), node_op="relu", mode="dag", x=(5, 4)),
@@ -50,9 +50,10 @@ def check(net, x, builds):
     assert net.inference_cache.builds == builds
 
 
+@pytest.mark.parametrize("density", [0.1, 0.3])  # selected weights gathered, or all compared
 @pytest.mark.parametrize("case", list(CASES))
-def test_reused_while_unchanged_and_rebuilt_on_every_change(case):
-    net = build(case)
+def test_reused_while_unchanged_and_rebuilt_on_every_change(case, density):
+    net = build(case, density)
     x = torch.randn(*CASES[case]["x"], generator=torch.Generator().manual_seed(1))
     check(net, x, 1)
     check(net, x + 1, 1)  # new data, same state: the frozen module is reused
@@ -141,7 +142,7 @@ def test_matches_compile_and_is_not_part_of_the_state_dict():
 
 
 def test_unselected_weights_are_not_state_for_the_base_rule():
-    net = build("dag-vector")
+    net = build("dag-vector", density=0.1)  # few selected: only they are compared
     x = torch.randn(*CASES["dag-vector"]["x"])
     check(net, x, 1)
     with torch.no_grad():  # an unselected edge's weight: the forward pass does not read it
@@ -151,6 +152,18 @@ def test_unselected_weights_are_not_state_for_the_base_rule():
     with torch.no_grad():  # the last selected edge (the check reads every selected weight)
         net.weight[int(net.edge_mask.nonzero()[-1])] *= -1
     check(net, x, 2)
+    with torch.no_grad():
+        net.weight[i] = 0.0  # unselected again, and so the new budget's top-k is the same
+    check(net, x, 2)
+    # a new budget, same selection, with a rule of its own effective weight: every weight
+    # now counts, and the selected effective weights change (divided by the largest |w|)
+    mask = net.edge_mask.clone()
+    SharedBudget([net], rule=_NormalizedDNW(), k=int(net.edge_mask.sum()))
+    assert torch.equal(net.edge_mask, mask)
+    check(net, x, 3)
+    with torch.no_grad():
+        net.weight[int((~net.edge_mask).nonzero()[0])] = 1000.0
+    check(net, x, 4)
 
 
 class _NormalizedDNW(graphwire.wiring.DNW):
@@ -163,7 +176,7 @@ class _NormalizedDNW(graphwire.wiring.DNW):
 def test_a_rule_with_its_own_effective_weight_has_every_weight_compared():
     spec = CASES["dag-vector"]
     net = WiredGraph(
-        spec["graph"], node_op="relu", density=0.3, seed=0, rule=_NormalizedDNW()
+        spec["graph"], node_op="relu", density=0.1, seed=0, rule=_NormalizedDNW()
     ).eval()
     x = torch.randn(*spec["x"])
     check(net, x, 1)

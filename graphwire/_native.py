@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["load", "same_bytes"]
+__all__ = ["load", "same_bytes", "same_bytes_at"]
 
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 _LOADED: dict[str, ctypes.CDLL | None] = {}
@@ -120,3 +120,66 @@ def same_bytes(a: Tensor, b: Tensor) -> bool:
         size = a.numel() * a.element_size()
         return size == 0 or _MEMCMP(a.data_ptr(), b.data_ptr(), size) == 0
     return torch.equal(a, b)
+
+
+_SAME_AT_SOURCE = r"""
+#include <stdint.h>
+#include <string.h>
+
+/* 1 when a[idx[i]] and b[i] hold the same bytes for every i < n, else 0; elements of
+   `size` bytes (1, 2, 4 or 8). Stops at the first difference. */
+#define SAME_AT(T)                                                         \
+    {                                                                      \
+        const T *x = (const T *)a, *y = (const T *)b;                      \
+        for (int64_t i = 0; i < n; ++i)                                    \
+            if (x[idx[i]] != y[i]) return 0;                               \
+        return 1;                                                          \
+    }
+int same_at(const void *a, const int64_t *idx, const void *b, int64_t n, int size) {
+    switch (size) {
+    case 1: SAME_AT(uint8_t)
+    case 2: SAME_AT(uint16_t)
+    case 4: SAME_AT(uint32_t)
+    case 8: SAME_AT(uint64_t)
+    }
+    return -1;
+}
+"""
+
+
+def _declare_same_at(lib: ctypes.CDLL) -> None:
+    lib.same_at.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int,
+    ]
+    lib.same_at.restype = ctypes.c_int
+
+
+def same_bytes_at(a: Tensor, index: Tensor, b: Tensor) -> bool:
+    """Whether ``a[index]`` holds the same bytes as ``b`` (:func:`same_bytes` of the gather).
+
+    ``a`` and ``b`` are 1-D, ``index`` an int64 tensor of positions into ``a`` (in
+    range: it is not checked) of ``b``'s length. On a CPU with the native kernel the
+    elements are compared in place, without the gathered copy, and the comparison stops
+    at the first difference.
+    """
+    if a.dtype != b.dtype or a.device != b.device or index.shape != b.shape or a.dim() != 1:
+        return False
+    lib = None
+    if a.device.type == "cpu" and a.element_size() in (1, 2, 4, 8):
+        lib = load("same_at", _SAME_AT_SOURCE, _declare_same_at, "a torch gather compares")
+    if (
+        lib is None
+        or not (a.is_contiguous() and b.is_contiguous() and index.is_contiguous())
+        or index.dtype != torch.int64
+        or index.device != a.device
+    ):
+        return same_bytes(a.index_select(0, index), b)
+    n = b.numel()
+    return (
+        n == 0
+        or lib.same_at(a.data_ptr(), index.data_ptr(), b.data_ptr(), n, a.element_size()) == 1
+    )

@@ -49,3 +49,29 @@ def test_same_bytes_is_bitwise_and_checks_shape_dtype_and_layout():
     t = a.view(10, 100).t()  # not contiguous: compared by value
     assert _native.same_bytes(t, t.clone()) and not _native.same_bytes(t, t + 1)
     assert _native.same_bytes(torch.empty(0), torch.empty(0))
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float16, torch.float32, torch.float64])
+def test_same_bytes_at_compares_the_gathered_positions_bitwise(dtype):
+    gen = torch.Generator().manual_seed(0)
+    a = (torch.randn(500, generator=gen) * 4).to(dtype)
+    index = torch.randperm(500, generator=gen)[:60].sort().values
+    b = a[index].clone()
+    assert _native.same_bytes_at(a, index, b)
+    a2 = a.clone()
+    a2[torch.ones(500, dtype=torch.bool).index_fill_(0, index, False)] = 0  # elsewhere
+    assert _native.same_bytes_at(a2, index, b)
+    for pos in (0, 59):  # the first and the last compared element
+        c = b.clone()
+        c[pos] = ~c[pos] if dtype == torch.bool else c[pos] + 1
+        assert not _native.same_bytes_at(a, index, c)
+    assert not _native.same_bytes_at(a, index[:-1], b)  # lengths differ
+    assert not _native.same_bytes_at(a.double() if dtype != torch.float64 else a.float(), index, b)
+    assert _native.same_bytes_at(a, index[:0], b[:0])
+
+
+def test_same_bytes_at_is_bitwise_for_nan_and_signed_zero():
+    a = torch.tensor([float("nan"), 0.0, 1.0])
+    index = torch.tensor([0, 1])
+    assert _native.same_bytes_at(a, index, torch.tensor([float("nan"), 0.0]))
+    assert not _native.same_bytes_at(a, index, torch.tensor([float("nan"), -0.0]))

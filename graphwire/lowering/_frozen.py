@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from graphwire._native import same_bytes
+from graphwire._native import same_bytes, same_bytes_at
 from graphwire.errors import ConfigError, GraphError, ReachabilityError
 from graphwire.lowering import _kernel
 from graphwire.lowering._checks import check_features
@@ -434,7 +434,7 @@ class InferenceCache:
         weight = wired.weight.detach()
         if weight.device != self._selected.device or not self._masks_weight(wired):
             return False
-        return same_bytes(weight.index_select(0, self._selected), self._selected_weight)
+        return same_bytes_at(weight, self._selected, self._selected_weight)
 
     @torch.no_grad()
     def get(self, wired: WiredGraph) -> CompiledGraph | None:

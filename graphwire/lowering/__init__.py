@@ -18,7 +18,15 @@ One room for everything that turns a channel graph into fast tensor code:
 """
 
 from graphwire.lowering._checks import check_features
-from graphwire.lowering._dense import AUTO_MAX_FILL, DenseExecutor, dense_fill, mix
+from graphwire.lowering._dense import (
+    AUTO_MAX_FILL,
+    ELL_MAX_PADDING,
+    ELL_MAX_ROWS,
+    DenseExecutor,
+    dense_fill,
+    ell_layout,
+    mix,
+)
 from graphwire.lowering._dynamics import ODESolver, integrate
 from graphwire.lowering._frozen import (
     SPARSE_MAX_DENSITY,
@@ -56,6 +64,9 @@ __all__ = [
     "mix",
     "dense_fill",
     "AUTO_MAX_FILL",
+    "ell_layout",
+    "ELL_MAX_ROWS",
+    "ELL_MAX_PADDING",
     "CompiledGraph",
     "DenseMix",
     "SparseMix",

@@ -49,6 +49,16 @@ SPARSE_MAX_DENSITY = 0.25
 #: at 32.5 entries per candidate (2.1-2.3x), message passing from 128.6 on (1.1-1.4x).
 AUTO_MAX_FILL = 64.0
 
+#: Vector features of at most this many rows run a block kept in ELL form (every row
+#: the same length: a constant fan-in) by ``graphwire::ell_mix``, row-major and without
+#: transposes, instead of the CSR kernel, which tiles 64 rows at a time. From
+#: ``python -m benchmarks kernels`` (2-core CPU): ELL beat CSR 3-17x at 1 and 4 rows.
+ELL_MAX_ROWS = 8
+
+#: A block is kept in ELL form too where padding its rows to the longest adds at most
+#: this fraction of entries; a constant fan-in adds none.
+ELL_MAX_PADDING = 0.25
+
 
 def mix(z: Tensor, a: Tensor) -> Tensor:
     """Mix node features with a dense block: ``out[:, v] = sum over u of a[v, u] * z[:, u]``.
@@ -85,7 +95,14 @@ def frozen_mix(z: Tensor, a: Tensor) -> Tensor:
     return out.view(z.shape[0], -1, *z.shape[2:])
 
 
-def csr_mix(z: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> Tensor:
+def csr_mix(
+    z: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    val: Tensor,
+    rows: int,
+    ell: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
     """:func:`mix` with a CSR block, by the tiled kernel ``graphwire::csr_mix``.
 
     Args:
@@ -94,14 +111,57 @@ def csr_mix(z: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> T
         col: int64 ``[nnz]`` columns.
         val: ``[nnz]`` values.
         rows: Rows of the block.
+        ell: The same block in ELL form (:func:`ell_layout`), or ``None``: vector
+            features of at most :data:`ELL_MAX_ROWS` rows then run by ``graphwire::ell_mix``.
 
     Returns:
         ``[B, rows, *F]``.
     """
-    if z.dim() == 2:  # vectors: the batch is the contiguous axis the kernel tiles
+    if z.dim() == 2:  # vectors
+        if ell is not None and z.shape[0] <= ELL_MAX_ROWS:  # few rows: row-major ELL
+            return _kernel.ell_mix(z, *ell)
+        # the batch is the contiguous axis the CSR kernel tiles
         return _kernel.csr_mix(z.t().unsqueeze(0), rowptr, col, val, rows)[0].t()
     out = _kernel.csr_mix(z.flatten(2), rowptr, col, val, rows)
     return out.view(z.shape[0], rows, *z.shape[2:])  # [B, rows, *F]
+
+
+def ell_layout(rowptr: Tensor, col: Tensor, val: Tensor) -> tuple[Tensor, Tensor] | None:
+    """A CSR block in ELL form: int32 ``[rows, L]`` columns and ``[rows, L]`` values.
+
+    ``L`` is the longest row; shorter rows are padded with zero values at column 0.
+    ``None`` where that padding would add more than :data:`ELL_MAX_PADDING` of the
+    entries (rows of very different lengths) or the columns do not fit in int32.
+    A constant fan-in gives rows of one length and no padding.
+    """
+    rows = rowptr.numel() - 1
+    counts = rowptr.diff()
+    width = int(counts.max()) if rows else 0
+    if rows * width > (1 + ELL_MAX_PADDING) * max(col.numel(), 1) or (
+        col.numel() and int(col.max()) >= 2**31
+    ):
+        return None
+    row = torch.repeat_interleave(torch.arange(rows, device=rowptr.device), counts)
+    slot = torch.arange(col.numel(), device=col.device) - rowptr[row]  # place in its row
+    idx = torch.zeros(rows, width, dtype=torch.int32, device=col.device)
+    values = val.new_zeros(rows, width)
+    idx[row, slot] = col.to(torch.int32)
+    values[row, slot] = val
+    return idx, values
+
+
+def register_ell(module: nn.Module, rowptr: Tensor, col: Tensor, val: Tensor) -> None:
+    """Keep a CSR block's ELL form (:func:`ell_layout`) on ``module``, where it has one.
+
+    Sets ``module.ell`` (whether it has one) and the buffers ``ell_idx`` and ``ell_val``
+    (empty where it has none: ``torch.export`` mis-names the buffers that follow two
+    ``None`` ones).
+    """
+    ell = ell_layout(rowptr, col, val)
+    module.ell = ell is not None
+    empty = torch.zeros(0, 0, dtype=torch.int32, device=col.device), val.new_zeros(0, 0)
+    module.register_buffer("ell_idx", ell[0] if ell is not None else empty[0])
+    module.register_buffer("ell_val", ell[1] if ell is not None else empty[1])
 
 
 def sparse_wins(nnz: int, entries: int, device: torch.device, dtype: torch.dtype) -> bool:

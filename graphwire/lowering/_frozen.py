@@ -27,6 +27,7 @@ from graphwire.lowering._dense import (
     csr_mix,
     frozen_mix,
     read_out,
+    register_ell,
     sparse_wins,
 )
 from graphwire.lowering._dynamics import ScaledRMS, held_dynamics, integrate
@@ -64,6 +65,11 @@ class DenseMix(nn.Module):
 class SparseMix(nn.Module):
     """The same product with a CSR block, by the tiled kernel ``graphwire::csr_mix``.
 
+    Where the block's rows are of (nearly) one length, as under a constant fan-in, it
+    is also kept in ELL form (:func:`~graphwire.lowering.ell_layout`), and vector
+    features of at most :data:`~graphwire.lowering.ELL_MAX_ROWS` rows run by
+    ``graphwire::ell_mix`` instead.
+
     Args:
         weight: Dense ``[m, n]`` block; its nonzeros are kept in CSR form.
     """
@@ -76,14 +82,17 @@ class SparseMix(nn.Module):
         self.register_buffer("rowptr", torch.cat([counts.new_zeros(1), counts.cumsum(0)]))
         self.register_buffer("col", cols.contiguous())
         self.register_buffer("val", weight[rows, cols].contiguous())
+        register_ell(self, self.rowptr, self.col, self.val)  # rows of one length (constant fan-in)
 
     def forward(self, z: Tensor) -> Tensor:
         """``z`` ``[B, n, *F]`` -> ``[B, m, *F]``."""
-        return csr_mix(z, self.rowptr, self.col, self.val, self.rows)
+        ell = (self.ell_idx, self.ell_val) if self.ell else None
+        return csr_mix(z, self.rowptr, self.col, self.val, self.rows, ell)
 
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""
-        return f"{self.cols} -> {self.rows}, nnz={self.val.numel()}"
+        ell = ", ell" if self.ell else ""
+        return f"{self.cols} -> {self.rows}, nnz={self.val.numel()}{ell}"
 
 
 def sparse_kernel_available() -> bool:

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from graphwire import _native
 
-__all__ = ["available", "csr_mix", "shift_mix", "load"]
+__all__ = ["available", "csr_mix", "ell_mix", "shift_mix", "load"]
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -256,6 +256,39 @@ static inline void shift_f64(const double* restrict xg, const int64_t* restrict 
 
 DEFINE_SHIFT(gw_shift_mix_f32, float, shift_f32)
 DEFINE_SHIFT(gw_shift_mix_f64, double, shift_f64)
+
+/* Row-major ELL (every row holds L entries, padded with value 0 at column 0), for
+   inputs of few rows: y[b, v] = sum over j < L of val[v, j] * x[b, idx[v, j]] for a
+   row-major x [B, n] and y [B, m]. Scalar loads with four accumulators: on CPUs whose
+   vector gathers are slow (microcode mitigations) they beat gathers, and x's rows
+   stay in cache across the output rows a thread walks. */
+#define DEFINE_ELL(NAME, REAL)                                                             \
+  __attribute__((optimize("no-tree-vectorize")))                                          \
+  int NAME(const REAL* x, REAL* y, const int32_t* idx, const REAL* val, int64_t B,        \
+           int64_t n, int64_t m, int64_t L, int threads) {                                 \
+    _Pragma("omp parallel for num_threads(threads) schedule(static)")                     \
+    for (int64_t v = 0; v < m; ++v) {                                                      \
+      const int32_t* iv = idx + v * L;                                                     \
+      const REAL* vv = val + v * L;                                                        \
+      for (int64_t b = 0; b < B; ++b) {                                                    \
+        const REAL* xr = x + b * n;                                                        \
+        REAL a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                               \
+        int64_t j = 0;                                                                     \
+        for (; j + 4 <= L; j += 4) {                                                       \
+          a0 += vv[j] * xr[iv[j]];                                                         \
+          a1 += vv[j + 1] * xr[iv[j + 1]];                                                 \
+          a2 += vv[j + 2] * xr[iv[j + 2]];                                                 \
+          a3 += vv[j + 3] * xr[iv[j + 3]];                                                 \
+        }                                                                                  \
+        for (; j < L; ++j) a0 += vv[j] * xr[iv[j]];                                        \
+        y[b * m + v] = (a0 + a1) + (a2 + a3);                                              \
+      }                                                                                    \
+    }                                                                                      \
+    return 0;                                                                              \
+  }
+
+DEFINE_ELL(gw_ell_mix_f32, float)
+DEFINE_ELL(gw_ell_mix_f64, double)
 """
 
 
@@ -267,6 +300,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     for name in ("gw_shift_mix_f32", "gw_shift_mix_f64"):
         fn = getattr(lib, name)
         fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 8 + [ctypes.c_int]
+        fn.restype = ctypes.c_int
+    for name in ("gw_ell_mix_f32", "gw_ell_mix_f64"):
+        fn = getattr(lib, name)
+        fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 4 + [ctypes.c_int]
         fn.restype = ctypes.c_int
 
 
@@ -448,3 +485,53 @@ def _(
     out_w: int,
 ) -> Tensor:
     return x.new_empty(x.shape[0], rows, out_h * out_w)
+
+
+def _torch_ell_mix(x: Tensor, idx: Tensor, val: Tensor) -> Tensor:
+    """:func:`ell_mix` with torch operations (GPU, other dtypes, or no kernel)."""
+    gathered = x[:, idx.long()]  # [B, m, L]
+    return (gathered * val.to(x.dtype)).sum(-1)
+
+
+@torch.library.custom_op("graphwire::ell_mix", mutates_args=())
+def ell_mix(x: Tensor, idx: Tensor, val: Tensor) -> Tensor:
+    """``y[b, v] = sum over j of val[v, j] * x[b, idx[v, j]]``: an ELL matrix times ``x.T``.
+
+    Every row of the matrix holds the same number ``L`` of entries (a constant fan-in;
+    shorter rows are padded with zero values), so the layout needs no row pointers and
+    the rows split evenly across threads. The kernel walks rows of ``x`` in place
+    (row-major, no transpose), which makes it the fast sparse product for inputs of few
+    rows; :func:`csr_mix` tiles the rows of ``x`` instead and wins on large batches.
+
+    Args:
+        x: Dense ``[B, n]``.
+        idx: int32 ``[m, L]`` column of each entry.
+        val: ``[m, L]`` values, dtype of ``x``.
+
+    Returns:
+        ``[B, m]``.
+    """
+    lib = load() if x.device.type == "cpu" else None
+    kernels = {torch.float32: "gw_ell_mix_f32", torch.float64: "gw_ell_mix_f64"}
+    if lib is None or x.dtype not in kernels or val.dtype != x.dtype or idx.dtype != torch.int32:
+        return _torch_ell_mix(x, idx, val)
+    x, idx, val = (t.contiguous() for t in (x, idx, val))
+    (b, n), (m, width) = x.shape, idx.shape
+    y = x.new_empty(b, m)
+    getattr(lib, kernels[x.dtype])(
+        x.data_ptr(),
+        y.data_ptr(),
+        idx.data_ptr(),
+        val.data_ptr(),
+        b,
+        n,
+        m,
+        width,
+        torch.get_num_threads(),
+    )
+    return y
+
+
+@ell_mix.register_fake
+def _(x: Tensor, idx: Tensor, val: Tensor) -> Tensor:
+    return x.new_empty(x.shape[0], idx.shape[0])

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from graphwire._utils import choose
 from graphwire.errors import ConfigError
 from graphwire.lowering import _kernel
-from graphwire.lowering._dense import csr_mix
+from graphwire.lowering._dense import csr_mix, register_ell
 from graphwire.lowering._kernel import shift_mix
 
 __all__ = [
@@ -72,6 +72,12 @@ def _csr(matrix_rows: Tensor, cols: Tensor, values: Tensor, rows: int):
 class SparseLinear(nn.Module):
     """A frozen ``nn.Linear`` whose weight is kept in CSR form and run by the sparse kernel.
 
+    Where its rows are of (nearly) one length, as under a constant fan-in
+    (``fan_in="constant"``), the weight is also kept in ELL form
+    (:func:`~graphwire.lowering.ell_layout`), and inputs of at most
+    :data:`~graphwire.lowering.ELL_MAX_ROWS` rows run by ``graphwire::ell_mix``
+    (row-major, no transposes) instead of the CSR kernel.
+
     Args:
         linear: The dense layer (its zeros are dropped; ``weight`` is copied).
 
@@ -103,6 +109,7 @@ class SparseLinear(nn.Module):
         self.register_buffer("rowptr", rowptr)
         self.register_buffer("col", col)
         self.register_buffer("val", val)
+        register_ell(self, rowptr, col, val)  # rows of one length (constant fan-in)
         bias = None if linear.bias is None else linear.bias.detach().clone()
         self.register_buffer("bias", bias)
         self.nnz = int(val.numel())
@@ -110,8 +117,14 @@ class SparseLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x`` ``[..., in_features]`` -> ``[..., out_features]``."""
         lead = x.shape[:-1]
+        ell = (self.ell_idx, self.ell_val) if self.ell else None
         y = csr_mix(
-            x.reshape(-1, self.in_features), self.rowptr, self.col, self.val, self.out_features
+            x.reshape(-1, self.in_features),
+            self.rowptr,
+            self.col,
+            self.val,
+            self.out_features,
+            ell,
         )
         if self.bias is not None:
             y = y + self.bias

@@ -217,3 +217,67 @@ def test_cuda_sparse_layers_match_dense():
     with torch.inference_mode():
         close(lower_layer(conv, "sparse")(x), conv(x), torch.float32)
         close(lower_layer(linear, "sparse")(v), linear(v), torch.float32)
+
+
+# ------------------------------------------------------------------ ELL (constant fan-in)
+def constant_fan_in(linear, fan_in, seed):
+    """``linear`` with exactly ``fan_in`` nonzero weights in every row (output)."""
+    gen = torch.Generator().manual_seed(seed)
+    out, inp = linear.weight.shape
+    keep = torch.zeros(out, inp, dtype=torch.bool)
+    for row in range(out):
+        keep[row, torch.randperm(inp, generator=gen)[:fan_in]] = True
+    with torch.no_grad():
+        linear.weight.mul_(keep)
+    return linear.eval()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 3, 8, 9, 70])  # ELL up to ELL_MAX_ROWS, then CSR
+def test_constant_fan_in_linear_keeps_ell_and_equals_dense(rows, dtype):
+    linear = constant_fan_in(nn.Linear(37, 21, dtype=dtype), 5, rows)
+    sparse = SparseLinear(linear)
+    assert sparse.ell_idx.shape == sparse.ell_val.shape == (21, 5)
+    assert sparse.ell_idx.dtype == torch.int32
+    x = torch.randn(rows, 37, dtype=dtype)
+    with torch.inference_mode():
+        close(sparse(x), linear(x), dtype)
+
+
+def test_ell_is_kept_only_for_rows_of_nearly_one_length():
+    uneven = nn.Linear(40, 6)
+    with torch.no_grad():
+        uneven.weight.zero_()
+        uneven.weight[0, :30] = 1.0  # one long row, five of length 1: heavy padding
+        uneven.weight[1:, 0] = 2.0
+    assert not SparseLinear(uneven).ell
+    x = torch.randn(2, 40)
+    close(SparseLinear(uneven)(x), uneven(x), torch.float32)
+    padded = constant_fan_in(nn.Linear(40, 8), 4, 0)
+    with torch.no_grad():
+        padded.weight[3] = 0  # a row emptied (as compaction may): padded, still ELL
+    sparse = SparseLinear(padded)
+    assert sparse.ell and sparse.ell_idx.shape == (8, 4)
+    close(sparse(x), padded(x), torch.float32)
+
+
+def test_ell_kernel_matches_its_torch_fallback():
+    gen = torch.Generator().manual_seed(3)
+    for dtype in DTYPES:
+        x = torch.randn(5, 50, dtype=dtype, generator=gen)
+        idx = torch.randint(0, 50, (13, 7), dtype=torch.int32, generator=gen)
+        val = torch.randn(13, 7, dtype=dtype, generator=gen)
+        close(_kernel.ell_mix(x, idx, val), _kernel._torch_ell_mix(x, idx, val), dtype)
+        empty = _kernel.ell_mix(x, idx[:, :0], val[:, :0])  # rows of length 0
+        assert torch.equal(empty, torch.zeros(5, 13, dtype=dtype))
+
+
+def test_ell_linear_state_dict_and_torch_export():
+    linear = constant_fan_in(nn.Linear(12, 10), 3, 1)
+    sparse = lower_layer(linear, "sparse")
+    assert {"ell_idx", "ell_val"} <= set(sparse.state_dict())
+    x = torch.randn(2, 12)  # few rows: the ELL kernel is the one traced
+    program = torch.export.export(sparse, (x,))
+    ops = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+    assert "graphwire.ell_mix.default" in ops, ops
+    close(program.module()(x), linear(x), torch.float32)

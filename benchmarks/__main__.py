@@ -21,6 +21,7 @@ SUITES: dict[str, str] = {
     "speed": "benchmarks.speed",
     "rules": "benchmarks.rules",
     "sparsified": "benchmarks.sparsified",
+    "fan-in": "benchmarks.fan_in",
     "gpu-check": "benchmarks.gpu_check",
 }
 

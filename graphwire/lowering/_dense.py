@@ -52,7 +52,7 @@ AUTO_MAX_FILL = 64.0
 #: Vector features of at most this many rows run a block kept in ELL form (every row
 #: the same length: a constant fan-in) by ``graphwire::ell_mix``, row-major and without
 #: transposes, instead of the CSR kernel, which tiles 64 rows at a time. From
-#: ``python -m benchmarks kernels`` (2-core CPU): ELL beat CSR 3-17x at 1 and 4 rows.
+#: ``python -m benchmarks fan-in`` (2-core CPU): ELL beat CSR 1.3-7x at 1 and 4 rows.
 ELL_MAX_ROWS = 8
 
 #: A block is kept in ELL form too where padding its rows to the longest adds at most

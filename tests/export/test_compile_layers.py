@@ -293,3 +293,20 @@ def test_cuda_compile_matches_masked(kernel):
         assert set(fast.layer_kernels.values()) == {"dense"}
     with torch.inference_mode():
         torch.testing.assert_close(fast(x), model(x), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 40])  # the ELL kernel, then the CSR one
+def test_constant_fan_in_layers_compile_to_ell(rows):
+    from graphwire.wiring import DNW
+
+    model = nn.Sequential(nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 8))
+    constant = sparsify(model, density=0.125, rule=DNW(fan_in="constant"), seed=0).eval()
+    any_fan_in = sparsify(model, density=0.125, seed=0).eval()
+    fast = graphwire.compile(constant, kernel="sparse")
+    assert fast[0].ell and fast[2].ell  # rows of one length: kept in ELL form
+    # compaction drops the first layer's outputs no one reads; each row kept has 6 inputs
+    assert fast[0].ell_idx.shape[1] == 6 and bool((fast[0].ell_val != 0).sum(1).eq(6).all())
+    assert not graphwire.compile(any_fan_in, kernel="sparse")[0].ell  # rows of many lengths
+    x = torch.randn(rows, 48, generator=torch.Generator().manual_seed(rows))
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), constant(x), rtol=0, atol=ATOL)

@@ -183,3 +183,18 @@ def test_a_rule_with_its_own_effective_weight_has_every_weight_compared():
     with torch.no_grad():  # an unselected weight that changes every selected effective weight
         net.weight[int((~net.edge_mask).nonzero()[0])] = 50.0
     check(net, x, 2)
+
+
+def test_a_constant_fan_in_graph_freezes_to_ell_blocks_and_matches_the_reference():
+    from graphwire.lowering import SparseMix
+    from graphwire.wiring import DNW
+
+    net = WiredGraph(
+        layered_dag([6, 16, 16, 3]), node_op="relu", rule=DNW(fan_in="constant"), k=70, seed=0
+    ).eval()
+    x = torch.randn(2, 6)  # few rows: the ELL kernel
+    frozen = graphwire.compile(net, kernel="sparse")
+    blocks = [m for m in frozen.modules() if isinstance(m, SparseMix)]
+    assert blocks and all(b.ell for b in blocks)
+    with torch.inference_mode():
+        torch.testing.assert_close(frozen(x), reference_output(net, x), rtol=1e-5, atol=1e-5)

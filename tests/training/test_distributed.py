@@ -102,7 +102,7 @@ def _rule_worker(rank: int, port: int, out_dir: str, rule_name: str) -> None:
         "rigl": lambda: RigL(delta_t=1),
         "set": lambda: SET(delta_t=1, seed=5),
         "gmp": lambda: GMP(t_end=3, delta_t=1),
-        "l1_anneal": lambda: L1Anneal(total_steps=3),
+        "l1_anneal": lambda: L1Anneal(total_steps=3, anneal_end=3),
     }[rule_name]()
     masks, agreed = [], []
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["load", "same_bytes", "same_bytes_at"]
+__all__ = ["load", "replace_counting", "same_bytes", "same_bytes_at"]
 
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 _LOADED: dict[str, ctypes.CDLL | None] = {}
@@ -183,3 +183,55 @@ def same_bytes_at(a: Tensor, index: Tensor, b: Tensor) -> bool:
         n == 0
         or lib.same_at(a.data_ptr(), index.data_ptr(), b.data_ptr(), n, a.element_size()) == 1
     )
+
+
+_REPLACE_SOURCE = r"""
+#include <stdint.h>
+
+/* dst[i] = src[i] for bytes holding 0 or 1; counts[0] = how many went 0 -> 1, counts[1]
+   how many went 1 -> 0. One pass; threads split the range. */
+void replace_counting(uint8_t* dst, const uint8_t* src, int64_t n, int64_t* counts,
+                      int threads) {
+  int64_t added = 0, removed = 0;
+  #pragma omp parallel for num_threads(threads) reduction(+: added, removed) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t d = dst[i], s = src[i];
+    added += s > d;
+    removed += d > s;
+    dst[i] = s;
+  }
+  counts[0] = added;
+  counts[1] = removed;
+}
+"""
+
+
+def _declare_replace(lib: ctypes.CDLL) -> None:
+    lib.replace_counting.argtypes = [ctypes.c_void_p] * 2 + [
+        ctypes.c_int64,
+        ctypes.c_void_p,
+        ctypes.c_int,
+    ]
+    lib.replace_counting.restype = None
+
+
+def replace_counting(dst: Tensor, src: Tensor) -> tuple[int, int]:
+    """Copy the boolean ``src`` into ``dst`` in place; return ``(turned on, turned off)``.
+
+    One pass over both on a CPU with the native kernel (no temporaries); torch
+    comparisons and a copy otherwise. ``src`` must have ``dst``'s shape.
+    """
+    src = src.to(dst.device)
+    lib = None
+    if dst.device.type == "cpu" and dst.dtype == src.dtype == torch.bool and dst.numel() >= 1 << 16:
+        lib = load("replace_counting", _REPLACE_SOURCE, _declare_replace, "torch ops count swaps")
+    if lib is None or not (dst.is_contiguous() and src.is_contiguous()):
+        added = int(torch.count_nonzero(src > dst))  # in src, not in dst
+        removed = int(torch.count_nonzero(dst > src))
+        dst.copy_(src)
+        return added, removed
+    counts = torch.zeros(2, dtype=torch.int64)
+    lib.replace_counting(
+        dst.data_ptr(), src.data_ptr(), dst.numel(), counts.data_ptr(), torch.get_num_threads()
+    )
+    return int(counts[0]), int(counts[1])

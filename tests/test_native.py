@@ -75,3 +75,16 @@ def test_same_bytes_at_is_bitwise_for_nan_and_signed_zero():
     index = torch.tensor([0, 1])
     assert _native.same_bytes_at(a, index, torch.tensor([float("nan"), 0.0]))
     assert not _native.same_bytes_at(a, index, torch.tensor([float("nan"), -0.0]))
+
+
+@pytest.mark.parametrize("size", [100, 1 << 17])  # torch path, native path
+def test_replace_counting_copies_and_counts_both_ways(size):
+    gen = torch.Generator().manual_seed(size)
+    dst = torch.rand(size, generator=gen) < 0.3
+    src = torch.rand(size, generator=gen) < 0.3
+    before = dst.clone()
+    added, removed = _native.replace_counting(dst, src)
+    assert torch.equal(dst, src)
+    assert added == int((src & ~before).sum()) and removed == int((before & ~src).sum())
+    assert added > 0 and removed > 0
+    assert _native.replace_counting(dst, src) == (0, 0)

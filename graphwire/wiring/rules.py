@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from graphwire._native import replace_counting
 from graphwire._utils import choose
 from graphwire.errors import SelectionError
 from graphwire.wiring.topk import resolve_budget, select_topk
@@ -76,11 +77,11 @@ def replace_mask(mask: Tensor, new: Tensor) -> tuple[int, int]:
         >>> replace_mask(mask, torch.tensor([False, True, True])), mask.tolist()
         ((1, 1), [False, True, True])
     """
-    new = new.to(mask.device)
-    added = int(torch.count_nonzero(new > mask))  # in new, not in old
-    removed = int(torch.count_nonzero(mask > new))
-    mask.copy_(new)
-    return added, removed
+    if new.shape != mask.shape:
+        raise SelectionError(
+            f"new mask has shape {tuple(new.shape)}; expected {tuple(mask.shape)}."
+        )
+    return replace_counting(mask, new.to(device=mask.device, dtype=mask.dtype))
 
 
 #: Fan-in constraints of a rule: ``"any"`` (edges go wherever the selection puts them) or

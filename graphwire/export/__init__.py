@@ -3,10 +3,12 @@
 The last stage of graphwire's flow: graph -> wiring rule -> execution -> training ->
 **export**. Cost counting (``graphwire.count``) lives in :mod:`graphwire.cost`.
 :func:`compact_channels` shrinks the plain layers of a frozen sparse model by removing
-provably dead channels (:class:`CompactionReport` says which).
+provably dead channels (:class:`CompactionReport` says which); :func:`fold_batchnorms`
+folds inference BatchNorms into the convolutions before them.
 """
 
 from graphwire.export._compact import CompactionReport, LayerChannels, compact_channels
+from graphwire.export._fold import fold_batchnorms
 from graphwire.export.compiler import compile, freeze_layer
 
 __all__: list[str] = [
@@ -15,4 +17,5 @@ __all__: list[str] = [
     "compact_channels",
     "CompactionReport",
     "LayerChannels",
+    "fold_batchnorms",
 ]

@@ -23,6 +23,7 @@ from graphwire._utils import choose, describe
 from graphwire.errors import ConfigError
 from graphwire.execution.wired import WiredGraph
 from graphwire.export._compact import compact_channels
+from graphwire.export._fold import fold_batchnorms
 from graphwire.layers import WiredConv1d, WiredConv2d, WiredConv3d, WiredLayer, WiredLinear
 from graphwire.lowering import CompiledGraph, lower_layer
 from graphwire.wiring import WiredModule
@@ -166,6 +167,7 @@ def _compile_layers(model: nn.Module, kernel: str) -> nn.Module:
     """Freeze every wired layer, compact channels across layers, pick each layer's kernel."""
     model, frozen = _replace(model, lambda m: isinstance(m, WiredLayer), freeze_layer)
     model, report = compact_channels(model)
+    folded = fold_batchnorms(model)  # BatchNorms after convolutions: into their weights
     frozen_names = set(frozen)
     by_id: dict[int, str] = {}  # each lowered module: the first name it was found under
     choices: dict[str, str] = {}
@@ -187,6 +189,7 @@ def _compile_layers(model: nn.Module, kernel: str) -> nn.Module:
     model, _ = _replace(model, pick, lower)
     model.compaction_report = report
     model.layer_kernels = dict(sorted(choices.items()))
+    model.folded_batchnorms = folded
     return model
 
 
@@ -209,9 +212,13 @@ def compile(module: nn.Module, *, kernel: str = "auto", mode: str | None = None)
        :func:`~graphwire.lowering.layer_sparse_wins` on the layer's device, or as
        ``kernel`` forces. ``WiredConv3d`` always becomes a dense ``nn.Conv3d``.
 
-    A model compiled from wired layers carries two plain attributes (not tensors, not in
-    its ``state_dict``): ``compaction_report``, the channels removed per layer, and
-    ``layer_kernels``, ``{layer name: "dense" | "sparse"}``.
+    Before step 3, every inference BatchNorm that reads a convolution alone is folded
+    into it (:func:`~graphwire.export.fold_batchnorms`; zero weights stay zero).
+
+    A model compiled from wired layers carries three plain attributes (not tensors, not
+    in its ``state_dict``): ``compaction_report``, the channels removed per layer,
+    ``layer_kernels``, ``{layer name: "dense" | "sparse"}``, and ``folded_batchnorms``,
+    the names of the BatchNorms folded (now ``nn.Identity``).
 
     Args:
         module: A ``WiredGraph``, a wired layer, or an ``nn.Module`` containing some.

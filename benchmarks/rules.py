@@ -108,9 +108,9 @@ def make_wiring_rule(name: str, steps_per_epoch: int, epochs: int, seed: int) ->
 
     RigL: ``alpha`` 0.3, an update every 100 steps (fewer in short runs: at least 10 per
     run) until 75% of training. SET: ``zeta`` 0.3, an update after every epoch, seeded.
-    L1 + anneal: the budget reached at 60% of training (its default). GMP: pruning from 10% to 60% of
-    training (Zhu and Gupta prune early and fine-tune after), every 100 steps or at
-    least 10 times. DNW, random and targeted dropout are used by name.
+    L1 + anneal: the budget reached at 60% of training (its default). GMP: pruning from
+    10% to 60% of training (Zhu and Gupta prune early and fine-tune after), every 100
+    steps or at least 10 times. DNW, random and targeted dropout are used by name.
     """
     total = steps_per_epoch * epochs
     every = max(1, min(100, total // 10))

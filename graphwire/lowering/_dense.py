@@ -274,7 +274,7 @@ class DenseExecutor(nn.Module):
 
     def forward(self, z0: Tensor, module: WiredGraph) -> Tensor:  # noqa: D102
         w = module.effective_weight()  # [E], once per call
-        sparse = self._sparse_inference(z0)
+        sparse = self._sparse_inference(z0, module)
         if sparse:
             z0 = z0.contiguous()
             mixes = self._sparse_mixes(w)
@@ -296,10 +296,19 @@ class DenseExecutor(nn.Module):
         return read_out([z_u, z_h], [0, lay.nu], self.out_pos, self.out_range)
 
     # ------------------------------------------------------------------ blocks
-    def _sparse_inference(self, z0: Tensor) -> bool:
-        """Without gradients on a CPU, sparse blocks may beat dense ones (no training)."""
+    def _sparse_inference(self, z0: Tensor, module: WiredGraph) -> bool:
+        """Without gradients on a CPU, sparse blocks may beat dense ones (no training).
+
+        In recurrent modes, not where more than :data:`SPARSE_MAX_DENSITY` of all block
+        entries are selected: the blocks would then mostly run dense anyway, after a CSR
+        build of every call (a sort of the selected edges) that costs more than the
+        products it saves. (A DAG keeps the sparse path: it also skips the node operations
+        no output depends on.)
+        """
+        entries = sum(rows * cols for _, rows, cols in self.block_shapes)
         return (
-            not torch.is_grad_enabled()
+            (self.mode == "dag" or sum(module.budget) <= SPARSE_MAX_DENSITY * entries)
+            and not torch.is_grad_enabled()
             and z0.device.type == "cpu"
             and z0.dtype in (torch.float32, torch.float64)
             and not torch.compiler.is_compiling()

@@ -331,3 +331,28 @@ def test_inference_skips_node_ops_no_output_depends_on():
     net.backend = "reference"
     with torch.no_grad():
         torch.testing.assert_close(y, net(x), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("density,sparse", [(0.05, True), (0.5, False)])
+def test_recurrent_inference_builds_csr_blocks_only_for_sparse_selections(
+    density, sparse, monkeypatch
+):
+    from graphwire.lowering import _kernel
+
+    if not _kernel.available():
+        pytest.skip("the sparse path needs the compiled kernel")
+    net = WiredGraph(
+        complete_digraph(30, inputs=4, outputs=3), mode="continuous", density=density, seed=0
+    ).eval()
+    built = []
+    original = DenseExecutor._sparse_mixes
+    monkeypatch.setattr(
+        DenseExecutor, "_sparse_mixes", lambda self, w: built.append(1) or original(self, w)
+    )
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        y = net(x)
+    assert bool(built) == sparse
+    net.backend = "reference"
+    with torch.no_grad():
+        torch.testing.assert_close(y, net(x), rtol=1e-4, atol=1e-5)

@@ -88,3 +88,17 @@ def test_replace_counting_copies_and_counts_both_ways(size):
     assert added == int((src & ~before).sum()) and removed == int((before & ~src).sum())
     assert added > 0 and removed > 0
     assert _native.replace_counting(dst, src) == (0, 0)
+
+
+def test_same_bytes_of_large_tensors_split_across_threads_sees_every_part():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        a = torch.randn(_native.SPLIT_MIN_BYTES // 4 * 3 + 5)  # over the split size
+        assert _native.same_bytes(a, a.clone())
+        for pos in (0, a.numel() // 2, a.numel() - 1):  # each thread's part
+            b = a.clone()
+            b[pos] = -b[pos] if b[pos] != 0 else 1.0
+            assert not _native.same_bytes(a, b)
+    finally:
+        torch.set_num_threads(threads)

@@ -3,7 +3,8 @@
 Every point (a case at one density) builds one :class:`~graphwire.WiredGraph` and
 mirrors its weights, selection and node operations into every baseline, so all methods
 run the same network on the same inputs. Methods are timed interleaved in one process
-(medians over ``--repeats`` after one warm-up call each; CUDA synchronised):
+(medians over ``--repeats`` after one warm-up call each, ``--infer-repeats`` for the
+inference timings of the points, whose calls take milliseconds; CUDA synchronised):
 
 - ``paper_dense`` (baseline 1, :class:`benchmarks._baselines.PaperDense`): the paper's
   way, one dense ``[N, N]`` masked weight with straight-through gradients, one matmul or
@@ -398,7 +399,7 @@ def run_point(case: Case, density: float, args, rates: dict, device: torch.devic
     # inference as a user runs it: evaluation mode (the default path then reuses the
     # frozen module of its state); training in training mode
     net.eval(), dense.eval()
-    infer_t = timed({k: prec.wrap(f) for k, f in infer_fns.items()}, args.repeats, device)
+    infer_t = timed({k: prec.wrap(f) for k, f in infer_fns.items()}, args.infer_repeats, device)
     net.train(), dense.train()
     train_fns = {"paper_dense": train_dense, "default": train_default}
     train_t = timed({k: prec.wrap(f) for k, f in train_fns.items()}, args.repeats, device)
@@ -977,6 +978,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per method")
+    parser.add_argument(
+        "--infer-repeats",
+        type=int,
+        default=None,
+        help="timed repeats per method of each point's inference (default 25, quick 3)",
+    )
     parser.add_argument("--cases", nargs="*", default=None, help="subset of case names")
     parser.add_argument("--densities", nargs="*", type=float, default=None, help="subset")
     parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
@@ -1017,6 +1024,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     started = time.perf_counter()
     args.repeats = args.repeats or (3 if args.quick else 5)
+    # a median of 5 calls of a few milliseconds moved the inference ratios by up to 0.4
+    # between runs on a shared VM; inference calls are cheap, so take more of them
+    args.infer_repeats = getattr(args, "infer_repeats", None) or (3 if args.quick else 25)
     chosen = [c for c in cases(args.quick) if not args.cases or c.name in args.cases]
     torch.manual_seed(0)
     small = args.quick and device.type == "cpu"

@@ -79,19 +79,24 @@ def layer_rows(args) -> list[dict]:
                     for module in (csr, ell):  # same outputs as the dense layer
                         torch.testing.assert_close(module(x), dense(x), rtol=1e-4, atol=1e-4)
                     t = timed(fns, args.repeats, torch.device("cpu"))
-                for name, seconds in t.items():
-                    rows.append(
-                        {
-                            "part": "layers",
-                            "case": f"linear {inp}->{out}",
-                            "density": density,
-                            "rows": n,
-                            "method": name,
-                            "median_us": seconds * 1e6,
-                            "speedup_vs_dense": t["dense"] / seconds,
-                        }
-                    )
+                rows += _rows("layers", f"linear {inp}->{out}", density, n, t)
     return rows
+
+
+def _rows(part: str, case: str, density: float, n: int, times: dict[str, float]) -> list[dict]:
+    """One result row per method of one timing (``times`` in seconds, with ``"dense"``)."""
+    return [
+        {
+            "part": part,
+            "case": case,
+            "density": density,
+            "rows": n,
+            "method": method,
+            "median_us": seconds * 1e6,
+            "speedup_vs_dense": times["dense"] / seconds,
+        }
+        for method, seconds in times.items()
+    ]
 
 
 def _mlp(width: int) -> nn.Module:
@@ -139,18 +144,7 @@ def model_rows(args) -> list[dict]:
                 )
                 fns = {k: (lambda m=m, x=x: m(x)) for k, m in compiled.items()}
                 t = timed(fns, args.repeats, torch.device("cpu"))
-            for method, seconds in t.items():
-                rows.append(
-                    {
-                        "part": "models",
-                        "case": name,
-                        "density": density,
-                        "rows": batch,
-                        "method": method,
-                        "median_us": seconds * 1e6,
-                        "speedup_vs_dense": t["dense"] / seconds,
-                    }
-                )
+            rows += _rows("models", name, density, batch, t)
     return rows
 
 

@@ -300,14 +300,13 @@ class DenseExecutor(nn.Module):
         """Without gradients on a CPU, sparse blocks may beat dense ones (no training).
 
         In recurrent modes, not where more than :data:`SPARSE_MAX_DENSITY` of all block
-        entries are selected: the blocks would then mostly run dense anyway, after a CSR
-        build of every call (a sort of the selected edges) that costs more than the
-        products it saves. (A DAG keeps the sparse path: it also skips the node operations
-        no output depends on.)
+        entries (``layout.size``) are selected: the blocks would then mostly run dense
+        anyway, after a CSR build of every call (a sort of the selected edges) that costs
+        more than the products it saves. (A DAG keeps the sparse path: it also skips the
+        node operations no output depends on.)
         """
-        entries = sum(rows * cols for _, rows, cols in self.block_shapes)
         return (
-            (self.mode == "dag" or sum(module.budget) <= SPARSE_MAX_DENSITY * entries)
+            (self.mode == "dag" or sum(module.budget) <= SPARSE_MAX_DENSITY * self.layout.size)
             and not torch.is_grad_enabled()
             and z0.device.type == "cpu"
             and z0.dtype in (torch.float32, torch.float64)

@@ -384,6 +384,11 @@ def _torch_shift_mix(
     """:func:`shift_mix` with torch operations: one dense product per distinct shift."""
     off = shift_row * row_width + shift_col
     width = out_h * row_width
+    span = -(-width // 64) * 64  # what the kernel reads: its 64-wide tiles
+    if off.numel() and (int(off.min()) < 0 or span + int(off.max()) > x.shape[2]):
+        raise ValueError(
+            f"shift_mix reads past x: {span} positions + the largest shift > {x.shape[2]}"
+        )
     row = torch.repeat_interleave(torch.arange(rows, device=rowptr.device), rowptr.diff())
     y = x.new_zeros(x.shape[0], rows, width)
     for shift in torch.unique(off).tolist():

@@ -148,14 +148,17 @@ def test_torch_fallbacks_match_the_compiled_kernels(monkeypatch):
     close(fast[1], slow[1], torch.float32)
 
 
-def test_shift_mix_refuses_reads_past_its_input():
-    if not sparse_kernel_available():
-        pytest.skip("the compiled kernel is not available")
+@pytest.mark.parametrize("native", [True, False], ids=["kernel", "torch-fallback"])
+def test_shift_mix_refuses_reads_past_its_input(native, monkeypatch):
+    if not native:
+        monkeypatch.setattr(_kernel, "load", lambda: None)  # as if no C compiler
     x = torch.randn(1, 2, 64)
     one = torch.ones(1)
     index = torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([0]), torch.tensor([1])
     with pytest.raises(ValueError, match="reads past x"):
         _kernel.shift_mix(x, *index, one, 1, 8, 8, 8)
+    inside = torch.tensor([0]), torch.tensor([0])  # no shift: 64 positions of 64, fine
+    assert _kernel.shift_mix(x, *index[:2], *inside, one, 1, 8, 8, 8).shape == (1, 1, 64)
 
 
 def test_state_dict_round_trip_and_inference_mode():

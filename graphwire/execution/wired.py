@@ -53,10 +53,10 @@ class WiredGraph(WiredModule):
     to rounding; switch with ``net.backend = "reference"``.
 
     In evaluation mode without gradients (``net.eval()`` under ``torch.no_grad()`` or
-    ``torch.inference_mode()``), a DAG or discrete-time network on a CPU runs through
-    the frozen module of its current state (:class:`~graphwire.lowering.CompiledGraph`:
-    dead nodes removed, sparse kernels), kept in ``net.inference_cache`` and rebuilt
-    whenever the weights, the mask or the node operations change.
+    ``torch.inference_mode()``), a network on a CPU runs through the frozen module of
+    its current state (:class:`~graphwire.lowering.CompiledGraph`: dead nodes removed,
+    sparse kernels), kept in ``net.inference_cache`` and rebuilt whenever the weights,
+    the mask, the node operations, the steps or the solver change.
 
     Args:
         graph: The candidate edges, inputs, outputs and groups.
@@ -321,15 +321,15 @@ class WiredGraph(WiredModule):
         """Whether this call may run the frozen module of the current state.
 
         Only where it computes what the dense backend computes: evaluation mode (node
-        operations use their running statistics), no gradients, the dense backend, a DAG
-        or discrete-time network (continuous time keeps its solver's function-evaluation
-        count and error control), features on a CPU, outside ``torch.compile``.
+        operations use their running statistics), no gradients, the dense backend,
+        features on a CPU, outside ``torch.compile``. In continuous time the frozen
+        module runs the same solver, keeps an adaptive one's error control over the full
+        state, and counts its function evaluations in :attr:`nfe`.
         """
         return not (
             self.training
             or torch.is_grad_enabled()
             or self._backend != "dense"
-            or self.mode == "continuous"
             or x.device.type != "cpu"
             or torch.compiler.is_compiling()
         )

@@ -11,7 +11,7 @@ in buffers and plain attributes, it saves and loads with ``state_dict``, runs un
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +30,7 @@ from graphwire.lowering._dense import (
     register_ell,
     sparse_wins,
 )
-from graphwire.lowering._dynamics import ScaledRMS, held_dynamics, integrate
+from graphwire.lowering._dynamics import ODESolver, ScaledRMS, held_dynamics, integrate
 from graphwire.lowering._layout import dag_layout, recurrent_layout
 from graphwire.wiring.rules import WiringRule
 
@@ -284,8 +284,11 @@ class CompiledGraph(nn.Module):
         check_features(x, self.num_inputs, like, floating=like.dtype)
         return self._run(x)
 
-    def _run(self, x: Tensor) -> Tensor:
-        """:meth:`forward` without the input check (its caller made it)."""
+    def _run(self, x: Tensor, counter: Any = None) -> Tensor:
+        """:meth:`forward` without the input check (its caller made it).
+
+        ``counter.nfe`` (when given) counts continuous time's function evaluations.
+        """
         if not self.all_inputs:
             x = x.index_select(1, self.in_idx)  # inputs that still matter
         z0 = self.input_op(x, self.in_nodes).contiguous()  # [B, n_in', *F]
@@ -297,7 +300,7 @@ class CompiledGraph(nn.Module):
                 z_u = self._step(z_u, c)
         else:
             z = torch.cat([z_u, z_h], dim=1) if self.nh else z_u
-            dynamics = held_dynamics(lambda zu: self._step(zu, c), self.nu)
+            dynamics = held_dynamics(lambda zu: self._step(zu, c), self.nu, counter)
             z_u = integrate(dynamics, z, self.solver, options=self.solver_options)[:, : self.nu]
         return read_out([z_u, z_h], [0, self.nu], self.out_pos, self.out_range)
 
@@ -352,12 +355,13 @@ class InferenceCache:
     """The frozen module of a wired graph's current state, rebuilt only when that changes.
 
     :class:`~graphwire.WiredGraph` keeps one: in evaluation mode without gradients, on a
-    CPU, a DAG or discrete-time network runs through a :class:`CompiledGraph` of its
-    current state (dead nodes removed, channels compacted), built at the first such call
-    and reused while nothing it depends on has changed. The check is exact and needs no
-    hooks: every call compares the graph's own parameters and buffers (the mask and any
-    tensor a rule registered on it), the input and node operations' parameters and
-    buffers and the number of steps with those the frozen module was built from, bitwise,
+    CPU, a network runs through a :class:`CompiledGraph` of its current state (dead
+    nodes removed, channels compacted), built at the first such call and reused while
+    nothing it depends on has changed. The check is exact and needs no hooks: every call
+    compares the graph's own parameters and buffers (the mask and any tensor a rule
+    registered on it), the input and node operations' parameters and buffers, the
+    number of steps and the ODE solver's options with those the frozen module was built
+    from (tensors bitwise),
     so an in-place edit, a re-selection, an optimizer step, loading a state dict or a move to
     another dtype all rebuild it. Of the edge weights, only the selected ones are
     compared where the rule keeps the base
@@ -389,7 +393,7 @@ class InferenceCache:
     def __init__(self) -> None:
         self.builds = 0
         self._key: tuple[Tensor, ...] | None = None
-        self._steps: int | None = None
+        self._config: tuple[int, ODESolver | None] | None = None  # steps, solver
         self._selected: Tensor | None = None  # [S] positions of the selected edges
         self._selected_weight: Tensor | None = None  # [S] their weights
         self._frozen: CompiledGraph | None = None
@@ -432,9 +436,14 @@ class InferenceCache:
         ops = (wired.input_op, wired.node_op)
         return (*own, *(t for op in ops for t in (*op.parameters(), *op.buffers())))
 
+    @staticmethod
+    def _configuration(wired: WiredGraph) -> tuple[int, ODESolver | None]:
+        """The graph's settings outside tensors: steps, and the solver in continuous time."""
+        return wired.steps, wired.solver if wired.mode == "continuous" else None
+
     def _matches(self, wired: WiredGraph, key: tuple[Tensor, ...]) -> bool:
         old = self._key
-        if old is None or self._steps != wired.steps or len(old) != len(key):
+        if old is None or self._config != self._configuration(wired) or len(old) != len(key):
             return False
         if not all(same_bytes(a, b) for a, b in zip(old, key)):
             return False  # the mask is in key: below, the selection is the one built from
@@ -464,7 +473,7 @@ class InferenceCache:
             self._selected_weight = weight.index_select(0, selected) if gather else None
             key = self._state(wired, gather=gather)
             self._key = tuple(t.detach().clone() for t in key)
-            self._steps = wired.steps
+            self._config = copy.deepcopy(self._configuration(wired))
             self.builds += 1
             try:
                 self._frozen = CompiledGraph(wired)
@@ -478,11 +487,13 @@ class InferenceCache:
         The caller has checked ``x`` (:func:`check_features`): it is not checked again.
         """
         frozen = self.get(wired)
-        return None if frozen is None else frozen._run(x)
+        # continuous time's function evaluations count on the dense backend, which the
+        # call replaces (``wired.nfe`` reads them there)
+        return None if frozen is None else frozen._run(x, counter=wired.dense)
 
     def clear(self) -> None:
         """Drop the frozen module (the next eligible call rebuilds it)."""
-        self._key = self._frozen = self._steps = None
+        self._key = self._frozen = self._config = None
         self._selected = self._selected_weight = None
 
     def __repr__(self) -> str:

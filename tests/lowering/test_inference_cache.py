@@ -26,14 +26,40 @@ CASES = {
         mode="discrete",
         x=(2, 2, 4, 4),
     ),
+    "continuous-vector": dict(
+        graph=complete_digraph(10, inputs=3, outputs=2),
+        node_op="tanh",
+        mode="continuous",
+        solver=dict(method="rk4", options={"step_size": 0.25}),
+        x=(4, 3),
+    ),
+    "continuous-adaptive-image": dict(
+        graph=complete_digraph(8, inputs=2, outputs=2),
+        node_op="conv",
+        mode="continuous",
+        solver=dict(method="dopri5", rtol=1e-6, atol=1e-6),
+        dtype=torch.float64,  # float32 rounding would change the adaptive steps taken
+        x=(2, 2, 4, 4),
+    ),
 }
 
 
 def build(case, density=0.3, seed=0):
     spec = CASES[case]
     return WiredGraph(
-        spec["graph"], node_op=spec["node_op"], mode=spec["mode"], density=density, seed=seed
-    ).eval()
+        spec["graph"],
+        node_op=spec["node_op"],
+        mode=spec["mode"],
+        solver=spec.get("solver"),
+        density=density,
+        seed=seed,
+    ).to(spec.get("dtype", torch.float32)).eval()
+
+
+def inputs(case, seed):
+    spec = CASES[case]
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(*spec["x"], generator=gen, dtype=spec.get("dtype", torch.float32))
 
 
 def reference_output(net, x):
@@ -54,7 +80,7 @@ def check(net, x, builds):
 @pytest.mark.parametrize("case", list(CASES))
 def test_reused_while_unchanged_and_rebuilt_on_every_change(case, density):
     net = build(case, density)
-    x = torch.randn(*CASES[case]["x"], generator=torch.Generator().manual_seed(1))
+    x = inputs(case, 1)
     check(net, x, 1)
     check(net, x + 1, 1)  # new data, same state: the frozen module is reused
     with torch.inference_mode():
@@ -109,15 +135,38 @@ def test_not_used_with_gradients_in_training_mode_in_continuous_time_or_by_the_r
     with torch.no_grad():
         net.train()(x)  # training mode: node ops would use batch statistics
     ode = WiredGraph(complete_digraph(6, inputs=2, outputs=2), mode="continuous", density=0.5)
-    ode.eval()
-    with torch.no_grad():
-        ode(torch.randn(3, 2))
+    ode(torch.randn(3, 2))  # continuous time, with gradients
     ref = build("dag-vector")
     ref.backend = "reference"
     with torch.no_grad():
         ref(x)
     assert (net.inference_cache.builds, ode.inference_cache.builds) == (0, 0)
     assert ref.inference_cache.builds == 0
+
+
+@pytest.mark.parametrize("case", ["continuous-vector", "continuous-adaptive-image"])
+def test_continuous_time_counts_its_evaluations_and_rebuilds_on_a_new_solver(case):
+    net = build(case)
+    x = inputs(case, 3)
+    net.nfe = 0
+    with torch.no_grad():
+        net(x)
+    frozen_nfe = net.nfe
+    net.backend = "reference"  # the same solve by message passing: the same evaluations
+    net.nfe = 0
+    with torch.no_grad():
+        net(x)
+    assert frozen_nfe == net.nfe > 0
+    net.backend = "dense"
+    check(net, x, 1)
+    net.solver.t1 = 0.5  # an in-place change of the solver's options
+    check(net, x, 2)
+    net.solver = graphwire.ODESolver(method="euler", t1=0.5, options={"step_size": 0.5})
+    check(net, x, 3)
+    net.nfe = 0
+    with torch.no_grad():
+        net(x)
+    assert net.nfe == 1  # one Euler step: the frozen module ran the new solver
 
 
 def test_a_state_that_cannot_be_frozen_runs_the_dense_backend():

@@ -46,14 +46,18 @@ CASES = {
 
 def build(case, density=0.3, seed=0):
     spec = CASES[case]
-    return WiredGraph(
-        spec["graph"],
-        node_op=spec["node_op"],
-        mode=spec["mode"],
-        solver=spec.get("solver"),
-        density=density,
-        seed=seed,
-    ).to(spec.get("dtype", torch.float32)).eval()
+    return (
+        WiredGraph(
+            spec["graph"],
+            node_op=spec["node_op"],
+            mode=spec["mode"],
+            solver=spec.get("solver"),
+            density=density,
+            seed=seed,
+        )
+        .to(spec.get("dtype", torch.float32))
+        .eval()
+    )
 
 
 def inputs(case, seed):

@@ -120,8 +120,7 @@ def csr_mix(
     if z.dim() == 2:  # vectors
         if ell is not None and z.shape[0] <= ELL_MAX_ROWS:  # few rows: row-major ELL
             return _kernel.ell_mix(z, *ell)
-        # the batch is the contiguous axis the CSR kernel tiles
-        return _kernel.csr_mix(z.t().unsqueeze(0), rowptr, col, val, rows)[0].t()
+        return _kernel.csr_linear(z, rowptr, col, val, None, rows)  # row-major blocks
     out = _kernel.csr_mix(z.flatten(2), rowptr, col, val, rows)
     return out.view(z.shape[0], rows, *z.shape[2:])  # [B, rows, *F]
 

@@ -11,7 +11,8 @@ no compiler is available or the build fails, :func:`csr_mix` falls back to torch
 
 :func:`csr_mix` is registered as the torch custom operator ``graphwire::csr_mix`` with a
 shape-only implementation, so modules using it run under ``torch.inference_mode`` and
-export with :func:`torch.export.export`.
+export with :func:`torch.export.export`; eager calls on plain tensors skip the
+dispatcher and run the operator's body directly (every kernel here does the same).
 
 :func:`shift_mix` (``graphwire::shift_mix``) is the same walk over nonzeros whose columns
 are *shifted* rows of a padded, flattened image: a sparse ``k x k`` convolution without
@@ -27,7 +28,7 @@ from torch import Tensor
 
 from graphwire import _native
 
-__all__ = ["available", "csr_mix", "ell_mix", "shift_mix", "load"]
+__all__ = ["available", "csr_linear", "csr_mix", "ell_mix", "shift_mix", "load"]
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -289,6 +290,190 @@ DEFINE_SHIFT(gw_shift_mix_f64, double, shift_f64)
 
 DEFINE_ELL(gw_ell_mix_f32, float)
 DEFINE_ELL(gw_ell_mix_f64, double)
+
+/* A sparse linear layer on row-major inputs: y[r, v] = bias[v] + sum over nonzeros (v, u)
+   of val * x[r, u] for x [R, n] and y [R, m]. Blocks of BLOCK rows of x are transposed
+   into a thread's buffer (buf[u * BLOCK + r], 8 x 8 register transposes), walked by the
+   same row kernel as csr_mix (each nonzero: one broadcast, a BLOCK-wide multiply-add),
+   and the block's outputs are transposed back into y with the bias added: no
+   transposed copies of x or y in memory, every access contiguous. */
+#define BLOCK 64
+
+/* out[0:64] = sum over e in [e0, e1) of val[e] * buf[col[e] * 64 : + 64]: row_f32, with
+   AVX-512 where the CPU has it (four 16-wide accumulators per half of the nonzeros:
+   eight independent chains) */
+static inline void lrow_f32(const float* restrict buf, const int64_t* restrict col,
+                            const float* restrict val, int64_t e0, int64_t e1,
+                            float* restrict out) {
+#ifdef __AVX512F__
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
+         b3 = a0;
+  int64_t e = e0;
+  for (; e + 2 <= e1; e += 2) {
+    const __m512 s = _mm512_set1_ps(val[e]), t = _mm512_set1_ps(val[e + 1]);
+    const float* x = buf + col[e] * 64;
+    const float* z = buf + col[e + 1] * 64;
+    a0 = _mm512_fmadd_ps(s, _mm512_load_ps(x), a0);
+    a1 = _mm512_fmadd_ps(s, _mm512_load_ps(x + 16), a1);
+    a2 = _mm512_fmadd_ps(s, _mm512_load_ps(x + 32), a2);
+    a3 = _mm512_fmadd_ps(s, _mm512_load_ps(x + 48), a3);
+    b0 = _mm512_fmadd_ps(t, _mm512_load_ps(z), b0);
+    b1 = _mm512_fmadd_ps(t, _mm512_load_ps(z + 16), b1);
+    b2 = _mm512_fmadd_ps(t, _mm512_load_ps(z + 32), b2);
+    b3 = _mm512_fmadd_ps(t, _mm512_load_ps(z + 48), b3);
+  }
+  if (e < e1) {
+    const __m512 s = _mm512_set1_ps(val[e]);
+    const float* x = buf + col[e] * 64;
+    a0 = _mm512_fmadd_ps(s, _mm512_load_ps(x), a0);
+    a1 = _mm512_fmadd_ps(s, _mm512_load_ps(x + 16), a1);
+    a2 = _mm512_fmadd_ps(s, _mm512_load_ps(x + 32), a2);
+    a3 = _mm512_fmadd_ps(s, _mm512_load_ps(x + 48), a3);
+  }
+  _mm512_store_ps(out, _mm512_add_ps(a0, b0));
+  _mm512_store_ps(out + 16, _mm512_add_ps(a1, b1));
+  _mm512_store_ps(out + 32, _mm512_add_ps(a2, b2));
+  _mm512_store_ps(out + 48, _mm512_add_ps(a3, b3));
+#else
+  row_f32(buf, col, val, e0, e1, out);
+#endif
+}
+
+static float* gw_scratch(size_t bytes) {  /* per thread, grown, kept across calls */
+  static __thread float* mem = NULL;
+  static __thread size_t cap = 0;
+  if (bytes > cap) {
+    free(mem);
+    cap = bytes + bytes / 2;
+    mem = (float*)aligned_alloc(64, (cap + 63) / 64 * 64);
+    if (!mem) cap = 0;
+  }
+  return mem;
+}
+
+#ifdef __AVX2__
+static inline void tr8(__m256* r) {  /* r[i][j] -> r[j][i] */
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20); r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20); r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31); r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31); r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+#endif
+
+/* buf[u * BLOCK + r] = x[r * n + u] for r < rows (<= BLOCK); zeros for rows <= r < BLOCK */
+static void pack_f32(const float* restrict x, int64_t n, int64_t rows, float* restrict buf) {
+  int64_t r = 0;
+#ifdef __AVX2__
+  for (; r + 8 <= rows; r += 8) {
+    int64_t u = 0;
+    for (; u + 8 <= n; u += 8) {
+      __m256 a[8];
+      for (int k = 0; k < 8; ++k) a[k] = _mm256_loadu_ps(x + (r + k) * n + u);
+      tr8(a);
+      for (int k = 0; k < 8; ++k) _mm256_store_ps(buf + (u + k) * BLOCK + r, a[k]);
+    }
+    for (; u < n; ++u)
+      for (int k = 0; k < 8; ++k) buf[u * BLOCK + r + k] = x[(r + k) * n + u];
+  }
+#endif
+  for (; r < rows; ++r)
+    for (int64_t u = 0; u < n; ++u) buf[u * BLOCK + r] = x[r * n + u];
+  if (rows < BLOCK)
+    for (int64_t u = 0; u < n; ++u) memset(buf + u * BLOCK + rows, 0, (BLOCK - rows) * 4);
+}
+
+/* y[r * m + v] = out[(v - v0) * BLOCK + r] + bias[v] for r < rows and v0 <= v < v1.
+   Eight rows of y at a time, left to right: rows of y lie a power of two apart for
+   common widths, and walking down a column of them would evict its own cache lines. */
+static void unpack_f32(const float* restrict out, const float* restrict bias, int64_t m,
+                       int64_t v0, int64_t v1, int64_t rows, float* restrict y) {
+  int64_t r = 0;
+#ifdef __AVX2__
+  for (; r + 8 <= rows; r += 8) {
+    int64_t v = v0;
+    for (; v + 8 <= v1; v += 8) {
+      const __m256 b = bias ? _mm256_loadu_ps(bias + v) : _mm256_setzero_ps();
+      __m256 a[8];
+      for (int k = 0; k < 8; ++k) a[k] = _mm256_load_ps(out + (v - v0 + k) * BLOCK + r);
+      tr8(a);
+      for (int k = 0; k < 8; ++k) _mm256_storeu_ps(y + (r + k) * m + v, _mm256_add_ps(a[k], b));
+    }
+    for (; v < v1; ++v)
+      for (int k = 0; k < 8; ++k)
+        y[(r + k) * m + v] = out[(v - v0) * BLOCK + r + k] + (bias ? bias[v] : 0.0f);
+  }
+#endif
+  for (; r < rows; ++r)
+    for (int64_t v = v0; v < v1; ++v)
+      y[r * m + v] = out[(v - v0) * BLOCK + r] + (bias ? bias[v] : 0.0f);
+}
+
+/* Few rows: one scalar walk of the nonzeros per row of x (a block would be mostly
+   padding). Four accumulators; x's rows stay in cache across the outputs. */
+__attribute__((optimize("no-tree-vectorize")))
+static void few_rows_f32(const float* restrict x, float* restrict y,
+                         const int64_t* restrict rowptr, const int64_t* restrict col,
+                         const float* restrict val, const float* restrict bias, int64_t R,
+                         int64_t n, int64_t m, int threads) {
+  _Pragma("omp parallel for num_threads(threads) schedule(static)")
+  for (int64_t v = 0; v < m; ++v) {
+    const int64_t e0 = rowptr[v], e1 = rowptr[v + 1];
+    for (int64_t r = 0; r < R; ++r) {
+      const float* xr = x + r * n;
+      float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      int64_t e = e0;
+      for (; e + 4 <= e1; e += 4) {
+        a0 += val[e] * xr[col[e]];
+        a1 += val[e + 1] * xr[col[e + 1]];
+        a2 += val[e + 2] * xr[col[e + 2]];
+        a3 += val[e + 3] * xr[col[e + 3]];
+      }
+      for (; e < e1; ++e) a0 += val[e] * xr[col[e]];
+      y[r * m + v] = (a0 + a1) + (a2 + a3) + (bias ? bias[v] : 0.0f);
+    }
+  }
+}
+
+int gw_csr_linear_f32(const float* x, float* y, const int64_t* rowptr, const int64_t* col,
+                      const float* val, const float* bias, int64_t R, int64_t n, int64_t m,
+                      int threads, int64_t few) {
+  if (R <= few) {
+    few_rows_f32(x, y, rowptr, col, val, bias, R, n, m, threads);
+    return 0;
+  }
+  const int64_t blocks = (R + BLOCK - 1) / BLOCK;
+  int64_t chunks = 1;  /* few blocks: split the outputs too (each job packs its block) */
+  if (blocks < 2 * (int64_t)threads) {
+    chunks = (2 * (int64_t)threads + blocks - 1) / blocks;
+    const int64_t most = (m + 7) / 8;
+    if (chunks > most) chunks = most > 0 ? most : 1;
+  }
+  const int64_t per = ((m + chunks - 1) / chunks + 7) / 8 * 8;  /* multiples of 8 outputs */
+  int failed = 0;
+  _Pragma("omp parallel for num_threads(threads) schedule(static) reduction(|: failed)")
+  for (int64_t job = 0; job < blocks * chunks; ++job) {
+    const int64_t b = job / chunks, c = job % chunks;
+    const int64_t r0 = b * BLOCK, rows = R - r0 < BLOCK ? R - r0 : BLOCK;
+    const int64_t v0 = c * per < m ? c * per : m, v1 = v0 + per < m ? v0 + per : m;
+    if (v0 >= v1) continue;
+    float* buf = gw_scratch((size_t)(n + (v1 - v0)) * BLOCK * sizeof(float));
+    if (!buf) { failed = 1; continue; }
+    float* out = buf + n * BLOCK;  /* out[(v - v0) * BLOCK + r] */
+    pack_f32(x + r0 * n, n, rows, buf);
+    for (int64_t v = v0; v < v1; ++v)
+      lrow_f32(buf, col, val, rowptr[v], rowptr[v + 1], out + (v - v0) * BLOCK);
+    unpack_f32(out, bias, m, v0, v1, rows, y + r0 * m);
+  }
+  return failed;
+}
 """
 
 
@@ -301,6 +486,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn = getattr(lib, name)
         fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 8 + [ctypes.c_int]
         fn.restype = ctypes.c_int
+    lib.gw_csr_linear_f32.argtypes = (
+        [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 3 + [ctypes.c_int, ctypes.c_int64]
+    )
+    lib.gw_csr_linear_f32.restype = ctypes.c_int
     for name in ("gw_ell_mix_f32", "gw_ell_mix_f64"):
         fn = getattr(lib, name)
         fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 4 + [ctypes.c_int]
@@ -319,6 +508,20 @@ def available() -> bool:
     return load() is not None
 
 
+def _eager(x: Tensor) -> bool:
+    """Whether a kernel call on ``x`` may skip torch's dispatcher (about 5 us a call).
+
+    Eager calls on plain tensors without autograd run the operator's body directly;
+    ``torch.export`` and ``torch.compile`` (fake or functional tensors, or dynamo) and
+    calls that would record a gradient go through the registered custom operator.
+    """
+    return (
+        type(x) is Tensor
+        and not (x.requires_grad and torch.is_grad_enabled())
+        and not torch.compiler.is_compiling()
+    )
+
+
 def _torch_csr_mix(x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> Tensor:
     """The same product with torch operations (GPU, other dtypes, or no kernel)."""
     row = torch.repeat_interleave(torch.arange(rows, device=rowptr.device), rowptr.diff())
@@ -326,20 +529,8 @@ def _torch_csr_mix(x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: in
     return torch.matmul(dense.to(x.dtype), x)
 
 
-@torch.library.custom_op("graphwire::csr_mix", mutates_args=())
-def csr_mix(x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> Tensor:
-    """``y[g, v, p] = sum over nonzeros (v, u) of a[v, u] * x[g, u, p]`` for CSR ``a``.
-
-    Args:
-        x: Dense ``[G, n, P]``.
-        rowptr: int64 ``[rows + 1]`` CSR row pointers.
-        col: int64 ``[nnz]`` column of each nonzero.
-        val: ``[nnz]`` values, dtype of ``x``.
-        rows: Number of rows of ``a``.
-
-    Returns:
-        ``[G, rows, P]``.
-    """
+def _csr_mix(x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> Tensor:
+    """The body of :func:`csr_mix`."""
     lib = load() if x.device.type == "cpu" else None
     kernels = {torch.float32: "gw_csr_mix_f32", torch.float64: "gw_csr_mix_f64"}
     if lib is None or x.dtype not in kernels or val.dtype != x.dtype:
@@ -364,7 +555,26 @@ def csr_mix(x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> T
     return y
 
 
-@csr_mix.register_fake
+_csr_mix_op = torch.library.custom_op("graphwire::csr_mix", _csr_mix, mutates_args=())
+
+
+def csr_mix(x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> Tensor:
+    """``y[g, v, p] = sum over nonzeros (v, u) of a[v, u] * x[g, u, p]`` for CSR ``a``.
+
+    Args:
+        x: Dense ``[G, n, P]``.
+        rowptr: int64 ``[rows + 1]`` CSR row pointers.
+        col: int64 ``[nnz]`` column of each nonzero.
+        val: ``[nnz]`` values, dtype of ``x``.
+        rows: Number of rows of ``a``.
+
+    Returns:
+        ``[G, rows, P]``.
+    """
+    return (_csr_mix if _eager(x) else _csr_mix_op)(x, rowptr, col, val, rows)
+
+
+@_csr_mix_op.register_fake
 def _(x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> Tensor:
     return x.new_empty(x.shape[0], rows, x.shape[2])
 
@@ -401,7 +611,58 @@ def _torch_shift_mix(
     return y.reshape(x.shape[0], rows, out_h * out_w)
 
 
-@torch.library.custom_op("graphwire::shift_mix", mutates_args=())
+def _shift_mix(
+    x: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    shift_row: Tensor,
+    shift_col: Tensor,
+    val: Tensor,
+    rows: int,
+    row_width: int,
+    out_h: int,
+    out_w: int,
+) -> Tensor:
+    """The body of :func:`shift_mix`."""
+    lib = load() if x.device.type == "cpu" else None
+    kernels = {torch.float32: "gw_shift_mix_f32", torch.float64: "gw_shift_mix_f64"}
+    args = (rows, row_width, out_h, out_w)
+    if lib is None or x.dtype not in kernels or val.dtype != x.dtype:
+        return _torch_shift_mix(x, rowptr, col, shift_row, shift_col, val, *args)
+    x, rowptr, col, shift_row, shift_col, val = (
+        t.contiguous() for t in (x, rowptr, col, shift_row, shift_col, val)
+    )
+    g, n, p_in = x.shape
+    span = -(-out_h * row_width // 64) * 64  # the kernel's 64-wide tiles
+    y = x.new_empty(g, rows, out_h * out_w)
+    failed = getattr(lib, kernels[x.dtype])(
+        x.data_ptr(),
+        y.data_ptr(),
+        rowptr.data_ptr(),
+        col.data_ptr(),
+        shift_row.data_ptr(),
+        shift_col.data_ptr(),
+        val.data_ptr(),
+        g,
+        n,
+        rows,
+        p_in,
+        span,
+        row_width,
+        out_h,
+        out_w,
+        torch.get_num_threads(),
+    )
+    if failed == 2:
+        raise ValueError(f"shift_mix reads past x: {span} positions + the largest shift > {p_in}")
+    if failed:
+        return _torch_shift_mix(x, rowptr, col, shift_row, shift_col, val, *args)
+    return y
+
+
+_shift_mix_op = torch.library.custom_op("graphwire::shift_mix", _shift_mix, mutates_args=())
+
+
 def shift_mix(
     x: Tensor,
     rowptr: Tensor,
@@ -440,43 +701,12 @@ def shift_mix(
     Raises:
         ValueError: if a shift reads past the end of ``x``'s rows.
     """
-    lib = load() if x.device.type == "cpu" else None
-    kernels = {torch.float32: "gw_shift_mix_f32", torch.float64: "gw_shift_mix_f64"}
-    args = (rows, row_width, out_h, out_w)
-    if lib is None or x.dtype not in kernels or val.dtype != x.dtype:
-        return _torch_shift_mix(x, rowptr, col, shift_row, shift_col, val, *args)
-    x, rowptr, col, shift_row, shift_col, val = (
-        t.contiguous() for t in (x, rowptr, col, shift_row, shift_col, val)
+    return (_shift_mix if _eager(x) else _shift_mix_op)(
+        x, rowptr, col, shift_row, shift_col, val, rows, row_width, out_h, out_w
     )
-    g, n, p_in = x.shape
-    span = -(-out_h * row_width // 64) * 64  # the kernel's 64-wide tiles
-    y = x.new_empty(g, rows, out_h * out_w)
-    failed = getattr(lib, kernels[x.dtype])(
-        x.data_ptr(),
-        y.data_ptr(),
-        rowptr.data_ptr(),
-        col.data_ptr(),
-        shift_row.data_ptr(),
-        shift_col.data_ptr(),
-        val.data_ptr(),
-        g,
-        n,
-        rows,
-        p_in,
-        span,
-        row_width,
-        out_h,
-        out_w,
-        torch.get_num_threads(),
-    )
-    if failed == 2:
-        raise ValueError(f"shift_mix reads past x: {span} positions + the largest shift > {p_in}")
-    if failed:
-        return _torch_shift_mix(x, rowptr, col, shift_row, shift_col, val, *args)
-    return y
 
 
-@shift_mix.register_fake
+@_shift_mix_op.register_fake
 def _(
     x: Tensor,
     rowptr: Tensor,
@@ -498,24 +728,8 @@ def _torch_ell_mix(x: Tensor, idx: Tensor, val: Tensor) -> Tensor:
     return (gathered * val.to(x.dtype)).sum(-1)
 
 
-@torch.library.custom_op("graphwire::ell_mix", mutates_args=())
-def ell_mix(x: Tensor, idx: Tensor, val: Tensor) -> Tensor:
-    """``y[b, v] = sum over j of val[v, j] * x[b, idx[v, j]]``: an ELL matrix times ``x.T``.
-
-    Every row of the matrix holds the same number ``L`` of entries (a constant fan-in;
-    shorter rows are padded with zero values), so the layout needs no row pointers and
-    the rows split evenly across threads. The kernel walks rows of ``x`` in place
-    (row-major, no transpose), which makes it the fast sparse product for inputs of few
-    rows; :func:`csr_mix` tiles the rows of ``x`` instead and wins on large batches.
-
-    Args:
-        x: Dense ``[B, n]``.
-        idx: int32 ``[m, L]`` column of each entry.
-        val: ``[m, L]`` values, dtype of ``x``.
-
-    Returns:
-        ``[B, m]``.
-    """
+def _ell_mix(x: Tensor, idx: Tensor, val: Tensor) -> Tensor:
+    """The body of :func:`ell_mix`."""
     lib = load() if x.device.type == "cpu" else None
     kernels = {torch.float32: "gw_ell_mix_f32", torch.float64: "gw_ell_mix_f64"}
     if lib is None or x.dtype not in kernels or val.dtype != x.dtype or idx.dtype != torch.int32:
@@ -537,6 +751,108 @@ def ell_mix(x: Tensor, idx: Tensor, val: Tensor) -> Tensor:
     return y
 
 
-@ell_mix.register_fake
+_ell_mix_op = torch.library.custom_op("graphwire::ell_mix", _ell_mix, mutates_args=())
+
+
+def ell_mix(x: Tensor, idx: Tensor, val: Tensor) -> Tensor:
+    """``y[b, v] = sum over j of val[v, j] * x[b, idx[v, j]]``: an ELL matrix times ``x.T``.
+
+    Every row of the matrix holds the same number ``L`` of entries (a constant fan-in;
+    shorter rows are padded with zero values), so the layout needs no row pointers and
+    the rows split evenly across threads. The kernel walks rows of ``x`` in place
+    (row-major, no transpose), which makes it the fast sparse product for inputs of few
+    rows; :func:`csr_mix` tiles the rows of ``x`` instead and wins on large batches.
+
+    Args:
+        x: Dense ``[B, n]``.
+        idx: int32 ``[m, L]`` column of each entry.
+        val: ``[m, L]`` values, dtype of ``x``.
+
+    Returns:
+        ``[B, m]``.
+    """
+    return (_ell_mix if _eager(x) else _ell_mix_op)(x, idx, val)
+
+
+@_ell_mix_op.register_fake
 def _(x: Tensor, idx: Tensor, val: Tensor) -> Tensor:
     return x.new_empty(x.shape[0], idx.shape[0])
+
+
+#: Inputs of at most this many rows run :func:`csr_linear`'s scalar walk per row, others
+#: its blocks of 64 rows.
+FEW_ROWS = 4
+
+
+def _torch_csr_linear(
+    x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, bias: Tensor | None, rows: int
+) -> Tensor:
+    """:func:`csr_linear` by the CSR kernel on transposed copies, or torch operations."""
+    y = csr_mix(x.t().unsqueeze(0), rowptr, col, val, rows)[0].t()
+    return y if bias is None else y + bias
+
+
+def _csr_linear(
+    x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, bias: Tensor | None, rows: int
+) -> Tensor:
+    """The body of :func:`csr_linear`."""
+    lib = load() if x.device.type == "cpu" else None
+    usable = x.dtype == val.dtype == torch.float32 and (bias is None or bias.dtype == x.dtype)
+    if lib is None or not usable:
+        return _torch_csr_linear(x, rowptr, col, val, bias, rows)
+    x, rowptr, col, val = (t.contiguous() for t in (x, rowptr, col, val))
+    bias = None if bias is None else bias.contiguous()
+    r, n = x.shape
+    y = x.new_empty(r, rows)
+    failed = lib.gw_csr_linear_f32(
+        x.data_ptr(),
+        y.data_ptr(),
+        rowptr.data_ptr(),
+        col.data_ptr(),
+        val.data_ptr(),
+        None if bias is None else bias.data_ptr(),
+        r,
+        n,
+        rows,
+        torch.get_num_threads(),
+        FEW_ROWS,
+    )
+    if failed:
+        return _torch_csr_linear(x, rowptr, col, val, bias, rows)
+    return y
+
+
+_csr_linear_op = torch.library.custom_op("graphwire::csr_linear", _csr_linear, mutates_args=())
+
+
+def csr_linear(
+    x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, bias: Tensor | None, rows: int
+) -> Tensor:
+    """A sparse linear layer on row-major inputs: ``y = x @ a.T + bias`` for CSR ``a``.
+
+    ``y[r, v] = bias[v] + sum over nonzeros (v, u) of a[v, u] * x[r, u]``. The kernel
+    transposes blocks of 64 rows of ``x`` into a per-thread buffer in registers (8 x 8
+    transposes), walks the nonzeros once per block as :func:`csr_mix` does, and writes
+    the block's outputs back transposed with the bias added, so neither ``x`` nor ``y``
+    is copied transposed in memory. float32 on a CPU; other dtypes and devices run
+    :func:`csr_mix` on transposed copies.
+
+    Args:
+        x: Dense ``[R, n]``.
+        rowptr: int64 ``[rows + 1]`` CSR row pointers.
+        col: int64 ``[nnz]`` column of each nonzero.
+        val: ``[nnz]`` values, dtype of ``x``.
+        bias: ``[rows]`` or ``None``.
+        rows: Number of rows of ``a`` (output features).
+
+    Returns:
+        ``[R, rows]``.
+    """
+    return (_csr_linear if _eager(x) else _csr_linear_op)(x, rowptr, col, val, bias, rows)
+
+
+@_csr_linear_op.register_fake
+def _(
+    x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, bias: Tensor | None, rows: int
+) -> Tensor:
+    return x.new_empty(x.shape[0], rows)

@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from graphwire._utils import choose
 from graphwire.errors import ConfigError
 from graphwire.lowering import _kernel
-from graphwire.lowering._dense import csr_mix, register_ell
-from graphwire.lowering._kernel import shift_mix
+from graphwire.lowering._dense import ELL_MAX_ROWS, csr_mix, register_ell
+from graphwire.lowering._kernel import csr_linear, ell_mix, shift_mix
 
 __all__ = [
     "SparseLinear",
@@ -76,7 +76,9 @@ class SparseLinear(nn.Module):
     (``fan_in="constant"``), the weight is also kept in ELL form
     (:func:`~graphwire.lowering.ell_layout`), and inputs of at most
     :data:`~graphwire.lowering.ELL_MAX_ROWS` rows run by ``graphwire::ell_mix``
-    (row-major, no transposes) instead of the CSR kernel.
+    (row-major, no transposes) instead of the CSR kernel. Other inputs run by the
+    custom operator ``graphwire::csr_linear``: blocks of 64 rows transposed in
+    registers, walked once per block, the bias added in the kernel.
 
     Args:
         linear: The dense layer (its zeros are dropped; ``weight`` is copied).
@@ -117,18 +119,13 @@ class SparseLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x`` ``[..., in_features]`` -> ``[..., out_features]``."""
         lead = x.shape[:-1]
-        ell = (self.ell_idx, self.ell_val) if self.ell else None
-        y = csr_mix(
-            x.reshape(-1, self.in_features),
-            self.rowptr,
-            self.col,
-            self.val,
-            self.out_features,
-            ell,
-        )
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*lead, self.out_features)
+        x = x.reshape(-1, self.in_features)  # [R, in]
+        if self.ell and x.shape[0] <= ELL_MAX_ROWS:  # few rows: row-major ELL
+            y = ell_mix(x, self.ell_idx, self.ell_val)
+            y = y if self.bias is None else y + self.bias
+        else:  # blocks of rows transposed in registers, the bias added in the kernel
+            y = csr_linear(x, self.rowptr, self.col, self.val, self.bias, self.out_features)
+        return y.reshape(*lead, self.out_features)  # [..., out]
 
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""

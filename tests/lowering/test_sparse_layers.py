@@ -112,6 +112,24 @@ def test_sparse_linear_equals_dense(lead, bias, dtype):
     close(SparseLinear(linear)(x), linear(x), dtype)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("rows", [1, 7, 8, 9, 63, 64, 65, 200])  # blocks of 64, groups of 8
+@pytest.mark.parametrize("features", [(3, 5), (8, 16), (17, 40), (130, 9)])
+def test_csr_linear_kernel_equals_the_dense_product(features, rows, bias, threads):
+    torch.set_num_threads(threads)  # (the fixture restores it) 2: outputs split too
+    n, m = features
+    linear = pruned(nn.Linear(n, m, bias=bias), 0.3, rows + n)
+    sparse = SparseLinear(linear)
+    x = torch.randn(rows, n, generator=torch.Generator().manual_seed(rows))
+    y = _kernel.csr_linear(x, sparse.rowptr, sparse.col, sparse.val, sparse.bias, m)
+    close(y, linear(x), torch.float32)
+    if bias:  # the bias is added to every row, also the last, partial block's
+        assert not torch.equal(
+            y, _kernel.csr_linear(x, sparse.rowptr, sparse.col, sparse.val, None, m)
+        )
+
+
 def test_threads_split_small_images_by_rows():
     torch.set_num_threads(2)  # (the fixture restores it) 7 x 7: fewer tiles than threads
     conv = pruned(nn.Conv2d(16, 32, 3, padding=1), 0.2, 9)
@@ -195,6 +213,8 @@ def test_torch_export(layer, shape):
     x = torch.randn(*shape)
     program = torch.export.export(sparse, (x,))
     close(program.module()(x), dense(x), torch.float32)
+    ops = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+    assert any(op.startswith("graphwire.") for op in ops), ops  # the kernel is traced
 
 
 def test_cost_model_and_lower_layer():

@@ -222,17 +222,17 @@ class WiredMultiheadAttention(nn.Module):
             raise ConfigError("is_causal=True needs attn_mask (the causal mask) as well.")
         batched = query.dim() == 3
         if not batched:
-            query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+            query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
             if key_padding_mask is not None:
                 key_padding_mask = key_padding_mask.unsqueeze(0)
-        elif self.batch_first:
+        elif not self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
-        length, batch, _ = query.shape  # [L, B, E] from here
-        source = key.shape[0]
+        batch, length, _ = query.shape  # [B, L, E] from here: projections on contiguous rows
+        source = key.shape[1]
         heads, head_dim = self.num_heads, self.head_dim
 
-        def split(t: Tensor, n: int) -> Tensor:  # [n, B, E] -> [B, heads, n, head_dim]
-            return t.reshape(n, batch, heads, head_dim).permute(1, 2, 0, 3)
+        def split(t: Tensor, n: int) -> Tensor:  # [B, n, E] -> [B, heads, n, head_dim]
+            return t.reshape(batch, n, heads, head_dim).transpose(1, 2)
 
         q = split(self.q_proj(query), length)
         k = split(self.k_proj(key), source)
@@ -259,11 +259,11 @@ class WiredMultiheadAttention(nn.Module):
                 weights = weights.mean(dim=1)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        out = self.out_proj(out.permute(2, 0, 1, 3).reshape(length, batch, self.embed_dim))
+        out = self.out_proj(out.transpose(1, 2).reshape(batch, length, self.embed_dim))
         if not batched:
-            return out.squeeze(1), None if weights is None else weights.squeeze(0)
-        if self.batch_first:
-            out = out.transpose(0, 1)
+            return out.squeeze(0), None if weights is None else weights.squeeze(0)
+        if not self.batch_first:
+            out = out.transpose(0, 1)  # [L, B, E]
         return out, weights
 
     def extra_repr(self) -> str:

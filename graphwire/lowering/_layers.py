@@ -53,10 +53,11 @@ __all__ = [
 #: compiled kernel, a layer whose fraction of nonzero weights is at most this runs by the
 #: CSR kernel, else as the dense layer (``"linear"``: ``nn.Linear``; ``"pointwise"``: a
 #: 1 x 1 convolution without padding; ``"conv"``: any other ``Conv1d`` / ``Conv2d``).
-#: From informal timings on a shared 2-core AVX2 CPU (see ``docs/concepts/compile.md``);
-#: on GPUs the dense layers (cuBLAS, cuDNN) are always chosen.
+#: From timings on 2-core CPUs (linear layers: an idle AVX-512 Xeon; convolutions: a
+#: shared AVX2 machine; see ``docs/concepts/compile.md``); on GPUs the dense layers
+#: (cuBLAS, cuDNN) are always chosen.
 SPARSE_LAYER_MAX_DENSITY: Mapping[str, float] = MappingProxyType(
-    {"linear": 0.05, "pointwise": 0.25, "conv": 0.15}
+    {"linear": 0.2, "pointwise": 0.25, "conv": 0.15}
 )
 
 _KERNELS = ("auto", "dense", "sparse")

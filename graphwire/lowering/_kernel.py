@@ -24,11 +24,20 @@ from __future__ import annotations
 import ctypes
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from graphwire import _native
 
-__all__ = ["available", "csr_linear", "csr_mix", "ell_mix", "shift_mix", "load"]
+__all__ = [
+    "available",
+    "csr_linear",
+    "csr_mix",
+    "ell_mix",
+    "shift_mix",
+    "sparse_conv2d",
+    "load",
+]
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -339,16 +348,18 @@ static inline void lrow_f32(const float* restrict buf, const int64_t* restrict c
 #endif
 }
 
-static float* gw_scratch(size_t bytes) {  /* per thread, grown, kept across calls */
-  static __thread float* mem = NULL;
-  static __thread size_t cap = 0;
-  if (bytes > cap) {
-    free(mem);
-    cap = bytes + bytes / 2;
-    mem = (float*)aligned_alloc(64, (cap + 63) / 64 * 64);
-    if (!mem) cap = 0;
+/* Scratch memory per thread and use, grown and kept across calls (fresh pages cost
+   more than the work here): slot 0 for csr_linear's blocks, 1 for sparse_conv2d's input */
+static float* gw_scratch(int slot, size_t bytes) {
+  static __thread float* mem[2] = {NULL, NULL};
+  static __thread size_t cap[2] = {0, 0};
+  if (bytes > cap[slot]) {
+    free(mem[slot]);
+    cap[slot] = bytes + bytes / 2;
+    mem[slot] = (float*)aligned_alloc(64, (cap[slot] + 63) / 64 * 64);
+    if (!mem[slot]) cap[slot] = 0;
   }
-  return mem;
+  return mem[slot];
 }
 
 #ifdef __AVX2__
@@ -464,7 +475,7 @@ int gw_csr_linear_f32(const float* x, float* y, const int64_t* rowptr, const int
     const int64_t r0 = b * BLOCK, rows = R - r0 < BLOCK ? R - r0 : BLOCK;
     const int64_t v0 = c * per < m ? c * per : m, v1 = v0 + per < m ? v0 + per : m;
     if (v0 >= v1) continue;
-    float* buf = gw_scratch((size_t)(n + (v1 - v0)) * BLOCK * sizeof(float));
+    float* buf = gw_scratch(0, (size_t)(n + (v1 - v0)) * BLOCK * sizeof(float));
     if (!buf) { failed = 1; continue; }
     float* out = buf + n * BLOCK;  /* out[(v - v0) * BLOCK + r] */
     pack_f32(x + r0 * n, n, rows, buf);
@@ -473,6 +484,110 @@ int gw_csr_linear_f32(const float* x, float* y, const int64_t* rowptr, const int
     unpack_f32(out, bias, m, v0, v1, rows, y + r0 * m);
   }
   return failed;
+}
+
+/* A sparse k x k convolution in one call (float32): the input's padded phase images are
+   built in scratch memory, then walked by the shifted mixes, with the bias added and the
+   output cropped as it is stored. x [G, C, H, W] (already padded by its mode where that
+   is not zeros: then top = left = 0); the phase image (a, b) of channel c is channel
+   (c * sh + a) * sw + b of xq [G, C * sh * sw, rows_q * cols_q], holding
+   x[g, c, i * sh + a - top, j * sw + b - left] at (i, j), zero outside x. */
+/* short rows: inline loops, not memset / memcpy calls */
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+static void phases_f32(const float* restrict x, float* restrict xq, int64_t G, int64_t C,
+                       int64_t H, int64_t W, int64_t top, int64_t left, int64_t sh,
+                       int64_t sw, int64_t rows_q, int64_t cols_q, int threads) {
+  const int64_t planes = G * C * sh * sw, Pq = rows_q * cols_q;
+  _Pragma("omp parallel for num_threads(threads) schedule(static)")
+  for (int64_t q = 0; q < planes; ++q) {
+    const int64_t b = q % sw, a = (q / sw) % sh, gc = q / (sh * sw);  /* g * C + c */
+    const float* xc = x + gc * H * W;
+    float* plane = xq + q * Pq;
+    int64_t j0 = 0, j1 = 0;  /* stride 1: columns [j0, j1) of a row hold x */
+    if (sw == 1) {
+      j0 = left < cols_q ? left : cols_q;
+      j1 = left + W < cols_q ? left + W : cols_q;
+    }
+    for (int64_t i = 0; i < rows_q; ++i) {
+      float* o = plane + i * cols_q;
+      const int64_t r = i * sh + a - top;
+      if (r < 0 || r >= H) {
+        for (int64_t j = 0; j < cols_q; ++j) o[j] = 0.0f;
+        continue;
+      }
+      const float* xr = xc + r * W;
+      if (sw == 1) {
+        for (int64_t j = 0; j < j0; ++j) o[j] = 0.0f;
+        for (int64_t j = j0; j < j1; ++j) o[j] = xr[j - left];
+        for (int64_t j = j1; j < cols_q; ++j) o[j] = 0.0f;
+      } else {
+        for (int64_t j = 0; j < cols_q; ++j) {
+          const int64_t c = j * sw + b - left;
+          o[j] = c >= 0 && c < W ? xr[c] : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+int gw_sparse_conv_f32(const float* x, float* y, const int64_t* rowptr, const int64_t* col,
+                       const int64_t* srow, const int64_t* scol, const float* val,
+                       const float* bias, int64_t G, int64_t C, int64_t H, int64_t W,
+                       int64_t top, int64_t left, int64_t sh, int64_t sw, int64_t rows_q,
+                       int64_t cols_q, int64_t m, int64_t Ho, int64_t Wo, int threads) {
+  const int64_t n = C * sh * sw, Pin = rows_q * cols_q;
+  const int64_t P = (Ho * cols_q + 63) / 64 * 64, tiles = P / 64, nnz = rowptr[m];
+  float* xq = gw_scratch(1, (size_t)(G * n * Pin) * sizeof(float));
+  int64_t* src = (int64_t*)malloc((size_t)(nnz > 0 ? nnz : 1) * sizeof(int64_t));
+  if (!xq || !src) { free(src); return 1; }
+  int bad = 0;
+  for (int64_t e = 0; e < nnz; ++e) {
+    const int64_t off = srow[e] * cols_q + scol[e];
+    if (off < 0 || off + P > Pin || col[e] < 0 || col[e] >= n) bad = 1;
+    src[e] = col[e] * Pin + off;
+  }
+  if (bad) { free(src); return 2; }
+  phases_f32(x, xq, G, C, H, W, top, left, sh, sw, rows_q, cols_q, threads);
+  int64_t chunks = 1;  /* few tiles (small images): split the output rows too */
+  if (G * tiles < 4 * (int64_t)threads) {
+    chunks = (4 * (int64_t)threads + G * tiles - 1) / (G * tiles);
+    if (chunks > m) chunks = m > 0 ? m : 1;
+  }
+  const int64_t per = (m + chunks - 1) / chunks, Py = Ho * Wo;
+  _Pragma("omp parallel for num_threads(threads) schedule(static)")
+  for (int64_t job = 0; job < G * tiles * chunks; ++job) {
+    float tmp[64] __attribute__((aligned(64)));
+    const int64_t gt = job / chunks, c = job % chunks;
+    const int64_t g = gt / tiles, t0 = (gt % tiles) * 64;
+    const float* xg = xq + g * n * Pin + t0;
+    const int64_t v1 = (c + 1) * per < m ? (c + 1) * per : m;
+    /* the tile's pieces of image rows with w < Wo: from tmp[from] to y[to], len long;
+       found once per tile (divisions), not per output channel */
+    int64_t from[66], to[66], len[66], pieces = 0;
+    for (int64_t p = t0; p < t0 + 64 && pieces < 66;) {
+      const int64_t h = p / cols_q, base = h * cols_q;  /* p is (h, p - base) */
+      const int64_t end = base + cols_q < t0 + 64 ? base + cols_q : t0 + 64;
+      if (h >= Ho) break;
+      const int64_t stop = base + Wo < end ? base + Wo : end;
+      if (stop > p) {
+        from[pieces] = p - t0, to[pieces] = h * Wo + (p - base), len[pieces] = stop - p;
+        ++pieces;
+      }
+      p = end;
+    }
+    for (int64_t v = c * per; v < v1; ++v) {
+      shift_f32(xg, src, val, rowptr[v], rowptr[v + 1], tmp);
+      const float bv = bias ? bias[v] : 0.0f;
+      float* yv = y + (g * m + v) * Py;
+      for (int64_t k = 0; k < pieces; ++k) {
+        const float* t = tmp + from[k];
+        float* o = yv + to[k];
+        for (int64_t q = 0; q < len[k]; ++q) o[q] = t[q] + bv;
+      }
+    }
+  }
+  free(src);
+  return 0;
 }
 """
 
@@ -490,6 +605,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 3 + [ctypes.c_int, ctypes.c_int64]
     )
     lib.gw_csr_linear_f32.restype = ctypes.c_int
+    lib.gw_sparse_conv_f32.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int64] * 13 + [ctypes.c_int]
+    lib.gw_sparse_conv_f32.restype = ctypes.c_int
     for name in ("gw_ell_mix_f32", "gw_ell_mix_f64"):
         fn = getattr(lib, name)
         fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 4 + [ctypes.c_int]
@@ -858,3 +975,140 @@ def _(
     x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, bias: Tensor | None, rows: int
 ) -> Tensor:
     return x.new_empty(x.shape[0], rows)
+
+
+def _torch_sparse_conv2d(
+    x: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    shift_row: Tensor,
+    shift_col: Tensor,
+    val: Tensor,
+    bias: Tensor | None,
+    rows: int,
+    geometry: list[int],
+) -> Tensor:
+    """:func:`sparse_conv2d` by torch's padding and :func:`shift_mix` (other dtypes, GPU)."""
+    top, left, sh, sw, rows_q, cols_q, out_h, out_w = geometry
+    batch, channels, height, width = x.shape
+    pads = (left, cols_q * sw - width - left, top, rows_q * sh - height - top)
+    x = F.pad(x, pads)  # [B, C, rows_q * sh, cols_q * sw]
+    if (sh, sw) != (1, 1):  # the phase images: [B, C, sh, sw, rows_q, cols_q]
+        x = x.view(batch, channels, rows_q, sh, cols_q, sw).permute(0, 1, 3, 5, 2, 4)
+    x = x.reshape(batch, channels * sh * sw, rows_q * cols_q)
+    y = shift_mix(x, rowptr, col, shift_row, shift_col, val, rows, cols_q, out_h, out_w)
+    y = y.view(batch, rows, out_h, out_w)
+    return y if bias is None else y + bias.view(1, -1, 1, 1)
+
+
+def _sparse_conv2d(
+    x: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    shift_row: Tensor,
+    shift_col: Tensor,
+    val: Tensor,
+    bias: Tensor | None,
+    rows: int,
+    geometry: list[int],
+) -> Tensor:
+    """The body of :func:`sparse_conv2d`."""
+    lib = load() if x.device.type == "cpu" else None
+    usable = x.dtype == val.dtype == torch.float32 and (bias is None or bias.dtype == x.dtype)
+    if lib is None or not usable:
+        return _torch_sparse_conv2d(x, rowptr, col, shift_row, shift_col, val, bias, rows, geometry)
+    x = x.contiguous()
+    batch, channels, height, width = x.shape
+    top, left, sh, sw, rows_q, cols_q, out_h, out_w = geometry
+    y = x.new_empty(batch, rows, out_h, out_w)
+    failed = lib.gw_sparse_conv_f32(
+        x.data_ptr(),
+        y.data_ptr(),
+        rowptr.data_ptr(),
+        col.data_ptr(),
+        shift_row.data_ptr(),
+        shift_col.data_ptr(),
+        val.data_ptr(),
+        None if bias is None else bias.data_ptr(),
+        batch,
+        channels,
+        height,
+        width,
+        top,
+        left,
+        sh,
+        sw,
+        rows_q,
+        cols_q,
+        rows,
+        out_h,
+        out_w,
+        torch.get_num_threads(),
+    )
+    if failed == 2:
+        raise ValueError("sparse_conv2d reads past its padded input: the geometry is wrong")
+    if failed:
+        return _torch_sparse_conv2d(x, rowptr, col, shift_row, shift_col, val, bias, rows, geometry)
+    return y
+
+
+_sparse_conv2d_op = torch.library.custom_op(
+    "graphwire::sparse_conv2d", _sparse_conv2d, mutates_args=()
+)
+
+
+def sparse_conv2d(
+    x: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    shift_row: Tensor,
+    shift_col: Tensor,
+    val: Tensor,
+    bias: Tensor | None,
+    rows: int,
+    geometry: list[int],
+) -> Tensor:
+    """A sparse ``k x k`` convolution in one call: padding, phases, shifted mixes, bias, crop.
+
+    ``x`` is padded with zeros by ``top`` rows and ``left`` columns (and to the phase
+    grid), split into its ``sh x sw`` stride phases of ``rows_q x cols_q`` each, and
+    mixed by :func:`shift_mix` (nonzero ``e`` reads phase channel ``col[e]`` shifted by
+    ``shift_row[e] * cols_q + shift_col[e]``); the bias is added and only ``out_h x
+    out_w`` outputs are stored. The float32 CPU kernel builds the padded phases in
+    per-thread scratch memory (no padded copy is allocated) and adds the bias as it
+    stores; other dtypes and devices run torch's padding and :func:`shift_mix`.
+
+    Args:
+        x: ``[B, C, H, W]``, padded already by the layer's mode where it is not zeros.
+        rowptr: int64 ``[rows + 1]`` CSR row pointers over output channels.
+        col: int64 ``[nnz]`` phase channel ``(c * sh + a) * sw + b`` of each nonzero.
+        shift_row: int64 ``[nnz]`` shift in phase rows.
+        shift_col: int64 ``[nnz]`` shift in phase columns.
+        val: ``[nnz]`` values, dtype of ``x``.
+        bias: ``[rows]`` or ``None``.
+        rows: Output channels.
+        geometry: ``[top, left, sh, sw, rows_q, cols_q, out_h, out_w]``.
+
+    Returns:
+        ``[B, rows, out_h, out_w]``.
+
+    Raises:
+        ValueError: if a shift reads past the padded phase images.
+    """
+    op = _sparse_conv2d if _eager(x) else _sparse_conv2d_op
+    return op(x, rowptr, col, shift_row, shift_col, val, bias, rows, geometry)
+
+
+@_sparse_conv2d_op.register_fake
+def _(
+    x: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    shift_row: Tensor,
+    shift_col: Tensor,
+    val: Tensor,
+    bias: Tensor | None,
+    rows: int,
+    geometry: list[int],
+) -> Tensor:
+    return x.new_empty(x.shape[0], rows, geometry[6], geometry[7])

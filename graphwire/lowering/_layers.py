@@ -38,7 +38,7 @@ from graphwire._utils import choose
 from graphwire.errors import ConfigError
 from graphwire.lowering import _kernel
 from graphwire.lowering._dense import ELL_MAX_ROWS, csr_mix, register_ell
-from graphwire.lowering._kernel import csr_linear, ell_mix, shift_mix
+from graphwire.lowering._kernel import csr_linear, ell_mix, sparse_conv2d
 
 __all__ = [
     "SparseLinear",
@@ -216,6 +216,7 @@ class SparseConv2d(nn.Module):
         self.register_buffer("bias", bias)
         self.nnz = int(val.numel())
         self.max_shift = (0, 0) if self.pointwise else ((kh - 1) * dh // sh, (kw - 1) * dw // sw)
+        self._geometries: dict[tuple[int, ...], list[int]] = {}  # by input size
 
     def _conv(self, x: Tensor) -> Tensor:
         """``[B, C_in, H, W]`` -> ``[B, C_out, H', W']``."""
@@ -225,48 +226,46 @@ class SparseConv2d(nn.Module):
                 x = x[:, :, ::sh, ::sw]
             y = csr_mix(x, self.rowptr, self.col, self.val, self.out_channels)
             return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
-        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
-        left, right, top, bottom = self.pads
-        batch, _, height, width = x.shape
-        height, width = height + top + bottom, width + left + right  # padded
-        out_h = (height - dh * (kh - 1) - 1) // sh + 1
-        out_w = (width - dw * (kw - 1) - 1) // sw + 1
-        # the phase images (one per stride offset) are rows_q x cols_q; output p = h *
-        # cols_q + w reads phase position p + shift_row * cols_q + shift_col
-        rows_q, cols_q = -(-height // sh), -(-width // sw)
-        positions = out_h * cols_q
-        span = -(-positions // 64) * 64  # the kernel's 64-wide tiles
-        need = span + self.max_shift[0] * cols_q + self.max_shift[1]  # columns read
-        extra_rows = max(-(-need // cols_q) - rows_q, 0)  # zero rows past the end
-        pads = (
-            left,
-            right + cols_q * sw - width,
-            top,
-            bottom + (rows_q + extra_rows) * sh - height,
-        )
-        mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
-        if mode == "constant":
-            x = F.pad(x, pads)
-        else:  # the layer's own padding by its mode, then zeros to the phase grid
-            x = F.pad(x, (left, right, top, bottom), mode=mode)
-            x = F.pad(x, (0, pads[1] - right, 0, pads[3] - bottom))
-        rows_q += extra_rows
-        if (sh, sw) != (1, 1):
-            x = x.view(batch, -1, rows_q, sh, cols_q, sw).permute(0, 1, 3, 5, 2, 4)
-        x = x.reshape(batch, -1, rows_q * cols_q)
-        y = shift_mix(
+        padded = self.padding_mode != "zeros"
+        if padded:  # the layer's own padding by its mode first; the kernel adds zeros
+            x = F.pad(x, self.pads, mode=self.padding_mode)
+        geometry = self._geometry(x.shape[-2:], padded)
+        return sparse_conv2d(
             x,
             self.rowptr,
             self.col,
             self.shift_row,
             self.shift_col,
             self.val,
+            self.bias,
             self.out_channels,
-            cols_q,
-            out_h,
-            out_w,
-        ).view(batch, self.out_channels, out_h, out_w)
-        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+            geometry,
+        )  # [B, C_out, H', W']
+
+    def _geometry(self, size: tuple[int, int], padded: bool) -> list[int]:
+        """``[top, left, sh, sw, rows_q, cols_q, out_h, out_w]`` for an input of ``size``.
+
+        ``size`` is the input's, ``padded`` whether it holds the layer's padding already
+        (else the kernel adds it, as zeros). The stride's phase images are ``rows_q x
+        cols_q``; output position ``p = h * cols_q + w`` reads phase position ``p +
+        shift_row * cols_q + shift_col``, so zero rows are added below for the largest
+        shift of the last of the kernel's 64-wide tiles. Kept per size: layers see few.
+        """
+        key = (*size, padded)
+        geometry = self._geometries.get(key)
+        if geometry is None:
+            (kh, kw), (dh, dw), (sh, sw) = self.kernel_size, self.dilation, self.stride
+            left, right, top, bottom = (0, 0, 0, 0) if padded else self.pads
+            height, width = size[0] + top + bottom, size[1] + left + right  # padded
+            out_h = (height - dh * (kh - 1) - 1) // sh + 1
+            out_w = (width - dw * (kw - 1) - 1) // sw + 1
+            rows_q, cols_q = -(-height // sh), -(-width // sw)
+            span = -(-(out_h * cols_q) // 64) * 64  # the kernel's 64-wide tiles
+            need = span + self.max_shift[0] * cols_q + self.max_shift[1]  # positions read
+            rows_q = max(rows_q, -(-need // cols_q))  # zero rows past the end
+            geometry = [top, left, sh, sw, rows_q, cols_q, out_h, out_w]
+            self._geometries[key] = geometry
+        return geometry
 
     def forward(self, x: Tensor) -> Tensor:
         """``x`` ``[B, C_in, H, W]`` (or unbatched ``[C_in, H, W]``) -> the convolution."""

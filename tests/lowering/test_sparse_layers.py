@@ -179,6 +179,20 @@ def test_shift_mix_refuses_reads_past_its_input(native, monkeypatch):
     assert _kernel.shift_mix(x, *index[:2], *inside, one, 1, 8, 8, 8).shape == (1, 1, 64)
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["kernel", "torch-fallback"])
+def test_sparse_conv2d_refuses_reads_past_its_padded_input(native, monkeypatch):
+    if not native:
+        monkeypatch.setattr(_kernel, "load", lambda: None)  # as if no C compiler
+    x = torch.randn(1, 2, 8, 8)
+    one = torch.ones(1)
+    index = torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([0]), torch.tensor([1])
+    # 8 x 8 phase grid, 8 x 8 outputs: 64 positions, and the shift of 1 reads a 65th
+    with pytest.raises(ValueError, match="reads past"):
+        _kernel.sparse_conv2d(x, *index, one, None, 1, [0, 0, 1, 1, 8, 8, 8, 8])
+    y = _kernel.sparse_conv2d(x, *index, one, None, 1, [0, 0, 1, 1, 9, 8, 8, 7])  # a zero row
+    close(y[0, 0], x[0, 0, :, 1:], torch.float32)  # column shift 1, cropped to 7 columns
+
+
 def test_state_dict_round_trip_and_inference_mode():
     conv = pruned(nn.Conv2d(4, 8, 3, padding=1), 0.2, 3)
     other = pruned(nn.Conv2d(4, 8, 3, padding=1), 0.2, 3)  # same zeros, other values

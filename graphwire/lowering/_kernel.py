@@ -530,6 +530,45 @@ static void phases_f32(const float* restrict x, float* restrict xq, int64_t G, i
   }
 }
 
+/* shift_f32 with AVX-512 where the CPU has it: four 16-wide accumulators per half of
+   the nonzeros (eight independent chains) */
+static inline void shift512_f32(const float* restrict xg, const int64_t* restrict src,
+                                const float* restrict val, int64_t e0, int64_t e1,
+                                float* restrict out) {
+#ifdef __AVX512F__
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
+         b3 = a0;
+  int64_t e = e0;
+  for (; e + 2 <= e1; e += 2) {
+    const __m512 s = _mm512_set1_ps(val[e]), t = _mm512_set1_ps(val[e + 1]);
+    const float* x = xg + src[e];
+    const float* z = xg + src[e + 1];
+    a0 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x), a0);
+    a1 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 16), a1);
+    a2 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 32), a2);
+    a3 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 48), a3);
+    b0 = _mm512_fmadd_ps(t, _mm512_loadu_ps(z), b0);
+    b1 = _mm512_fmadd_ps(t, _mm512_loadu_ps(z + 16), b1);
+    b2 = _mm512_fmadd_ps(t, _mm512_loadu_ps(z + 32), b2);
+    b3 = _mm512_fmadd_ps(t, _mm512_loadu_ps(z + 48), b3);
+  }
+  if (e < e1) {
+    const __m512 s = _mm512_set1_ps(val[e]);
+    const float* x = xg + src[e];
+    a0 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x), a0);
+    a1 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 16), a1);
+    a2 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 32), a2);
+    a3 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 48), a3);
+  }
+  _mm512_store_ps(out, _mm512_add_ps(a0, b0));
+  _mm512_store_ps(out + 16, _mm512_add_ps(a1, b1));
+  _mm512_store_ps(out + 32, _mm512_add_ps(a2, b2));
+  _mm512_store_ps(out + 48, _mm512_add_ps(a3, b3));
+#else
+  shift_f32(xg, src, val, e0, e1, out);
+#endif
+}
+
 int gw_sparse_conv_f32(const float* x, float* y, const int64_t* rowptr, const int64_t* col,
                        const int64_t* srow, const int64_t* scol, const float* val,
                        const float* bias, int64_t G, int64_t C, int64_t H, int64_t W,
@@ -576,7 +615,7 @@ int gw_sparse_conv_f32(const float* x, float* y, const int64_t* rowptr, const in
       p = end;
     }
     for (int64_t v = c * per; v < v1; ++v) {
-      shift_f32(xg, src, val, rowptr[v], rowptr[v + 1], tmp);
+      shift512_f32(xg, src, val, rowptr[v], rowptr[v + 1], tmp);
       const float bv = bias ? bias[v] : 0.0f;
       float* yv = y + (g * m + v) * Py;
       for (int64_t k = 0; k < pieces; ++k) {

@@ -7,14 +7,16 @@ by the cost model :func:`layer_sparse_wins` (or as forced by ``kernel=``):
 - :class:`SparseLinear`: ``y = x @ W.T + b`` with ``W`` in CSR form, the rows of ``x`` the
   contiguous axis the kernel tiles;
 - :class:`SparseConv2d`: a ``k x k`` convolution as *shifted sparse channel mixes*
-  without im2col: the input is padded once (any ``padding_mode``) and flattened, and
-  every nonzero weight ``w[o, c, i, j]`` adds ``w`` times input channel ``c`` shifted by
-  ``i * W_pad + j`` to output channel ``o``, in one walk over the nonzeros by the kernel
-  ``graphwire::shift_mix`` (outputs are computed on the padded width and cropped). A
-  stride ``s`` splits the padded input into its ``s x s`` phase images first, which
-  turns the convolution into a stride-1 one over ``C * s^2`` channels; dilation only
-  changes the shifts; groups are a block-diagonal weight. A 1 x 1 convolution without
-  padding is one channel mix of the (strided) input (``graphwire::csr_mix``);
+  without im2col: the input is padded (any ``padding_mode``) and flattened, and every
+  nonzero weight ``w[o, c, i, j]`` adds ``w`` times input channel ``c`` shifted by
+  ``i * W_pad + j`` to output channel ``o``, in one walk over the nonzeros (outputs are
+  computed on the padded width and cropped). A stride ``s`` splits the padded input
+  into its ``s x s`` phase images first, which turns the convolution into a stride-1
+  one over ``C * s^2`` channels; dilation only changes the shifts; groups are a
+  block-diagonal weight. On a CPU in float32 all of it (zero padding into scratch
+  memory, phases, mixes, bias, crop) is one native call, ``graphwire::sparse_conv2d``.
+  A 1 x 1 convolution without padding or stride is one channel mix of the input
+  (``graphwire::csr_mix``);
 - :class:`SparseConv1d`: the same for 1-D signals (a height-1 image).
 
 All three hold only buffers (``rowptr``, ``col``, ``val``, ``bias``) and plain
@@ -155,14 +157,16 @@ def _padding(conv: nn.Module) -> tuple[int, ...]:
 class SparseConv2d(nn.Module):
     """A frozen ``nn.Conv2d`` run as shifted sparse channel mixes (no im2col).
 
-    The input is padded once and flattened; each nonzero weight ``w[o, c, i, j]`` adds
-    ``w`` times channel ``c`` shifted by ``i * dilation * W_pad + j * dilation`` to output
-    channel ``o`` (one walk over the nonzeros per 64 output positions, by the kernel
-    ``graphwire::shift_mix``), and the padded width is cropped. A stride first splits
-    the padded input into its phase images, making the convolution a stride-1 one;
-    ``groups`` make the weight block-diagonal. A 1 x 1 convolution without padding mixes
-    the (strided) input channels directly. Every ``padding_mode``, ``padding="same"``,
-    stride, dilation and group count are supported.
+    The input is padded and flattened; each nonzero weight ``w[o, c, i, j]`` adds ``w``
+    times channel ``c`` shifted by ``i * dilation * W_pad + j * dilation`` to output
+    channel ``o`` (one walk over the nonzeros per 64 output positions), and the padded
+    width is cropped. A stride first splits the padded input into its phase images,
+    making the convolution a stride-1 one; ``groups`` make the weight block-diagonal.
+    In float32 on a CPU, padding (into per-thread scratch memory, with zeros), phases,
+    mixes, bias and crop are one native call (``graphwire::sparse_conv2d``); other
+    dtypes pad with torch and run ``graphwire::shift_mix``. A 1 x 1 convolution without
+    padding or stride mixes the input channels directly. Every ``padding_mode``,
+    ``padding="same"``, stride, dilation and group count are supported.
 
     Args:
         conv: The dense convolution (its zeros are dropped; weights are copied).
@@ -201,8 +205,10 @@ class SparseConv2d(nn.Module):
         (dh, dw), (sh, sw) = self.dilation, self.stride
         o, ci, i, j = weight.nonzero().t()  # row-major: sorted by output channel
         c = (o // (out_ch // self.groups)) * in_per_group + ci  # input channel
-        self.pointwise = (kh, kw) == (1, 1) and not any(self.pads)
-        if self.pointwise:  # one channel mix of the (strided) input
+        # a 1 x 1 convolution without padding or stride is one channel mix of the input;
+        # with a stride it runs as the others (one native call, no strided copy)
+        self.pointwise = (kh, kw) == (1, 1) and not any(self.pads) and (sh, sw) == (1, 1)
+        if self.pointwise:
             col = c
         else:  # shifted mixes over the stride's phases of the padded input
             col = (c * sh + (i * dh) % sh) * sw + (j * dw) % sw
@@ -220,10 +226,7 @@ class SparseConv2d(nn.Module):
 
     def _conv(self, x: Tensor) -> Tensor:
         """``[B, C_in, H, W]`` -> ``[B, C_out, H', W']``."""
-        (sh, sw) = self.stride
         if self.pointwise:
-            if self.stride != (1, 1):
-                x = x[:, :, ::sh, ::sw]
             y = csr_mix(x, self.rowptr, self.col, self.val, self.out_channels)
             return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
         padded = self.padding_mode != "zeros"

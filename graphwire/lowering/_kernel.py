@@ -456,8 +456,8 @@ static void few_rows_f32(const float* restrict x, float* restrict y,
 int gw_csr_linear_f32(const float* x, float* y, const int64_t* rowptr, const int64_t* col,
                       const float* val, const float* bias, int64_t R, int64_t n, int64_t m,
                       int threads, int64_t few) {
-  if (R <= few) {
-    few_rows_f32(x, y, rowptr, col, val, bias, R, n, m, threads);
+  if (R <= few) {  /* one thread where the work is smaller than waking a second */
+    few_rows_f32(x, y, rowptr, col, val, bias, R, n, m, rowptr[m] * R < 65536 ? 1 : threads);
     return 0;
   }
   const int64_t blocks = (R + BLOCK - 1) / BLOCK;

@@ -40,7 +40,7 @@ from graphwire._utils import choose
 from graphwire.errors import ConfigError
 from graphwire.lowering import _kernel
 from graphwire.lowering._dense import ELL_MAX_ROWS, csr_mix, register_ell
-from graphwire.lowering._kernel import csr_linear, ell_mix, sparse_conv2d
+from graphwire.lowering._kernel import SparseConvCall, csr_linear, ell_mix, sparse_conv2d
 
 __all__ = [
     "SparseLinear",
@@ -223,6 +223,7 @@ class SparseConv2d(nn.Module):
         self.nnz = int(val.numel())
         self.max_shift = (0, 0) if self.pointwise else ((kh - 1) * dh // sh, (kw - 1) * dw // sw)
         self._geometries: dict[tuple[int, ...], list[int]] = {}  # by input size
+        self._direct = SparseConvCall()  # prepared kernel calls: a plain attribute
 
     def _conv(self, x: Tensor) -> Tensor:
         """``[B, C_in, H, W]`` -> ``[B, C_out, H', W']``."""
@@ -233,17 +234,12 @@ class SparseConv2d(nn.Module):
         if padded:  # the layer's own padding by its mode first; the kernel adds zeros
             x = F.pad(x, self.pads, mode=self.padding_mode)
         geometry = self._geometry(x.shape[-2:], padded)
-        return sparse_conv2d(
-            x,
-            self.rowptr,
-            self.col,
-            self.shift_row,
-            self.shift_col,
-            self.val,
-            self.bias,
-            self.out_channels,
-            geometry,
-        )  # [B, C_out, H', W']
+        b = self._buffers  # one dict, not six nn.Module attribute lookups (a hot path)
+        buffers = (b["rowptr"], b["col"], b["shift_row"], b["shift_col"], b["val"], b["bias"])
+        y = self._direct(x, buffers, self.out_channels, geometry)  # the kernel, directly
+        if y is None:  # other dtypes or devices, tracing, autograd
+            y = sparse_conv2d(x, *buffers, self.out_channels, geometry)
+        return y  # [B, C_out, H', W']
 
     def _geometry(self, size: tuple[int, int], padded: bool) -> list[int]:
         """``[top, left, sh, sw, rows_q, cols_q, out_h, out_w]`` for an input of ``size``.

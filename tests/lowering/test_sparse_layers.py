@@ -193,6 +193,29 @@ def test_sparse_conv2d_refuses_reads_past_its_padded_input(native, monkeypatch):
     close(y[0, 0], x[0, 0, :, 1:], torch.float32)  # column shift 1, cropped to 7 columns
 
 
+def test_direct_kernel_calls_are_prepared_per_shape_and_follow_moved_buffers():
+    conv = pruned(nn.Conv2d(4, 6, 3, padding=1), 0.3, 11)
+    sparse = SparseConv2d(conv)
+    x, x2 = torch.randn(2, 4, 9, 9), torch.randn(3, 4, 5, 7)
+    with torch.inference_mode():
+        close(sparse(x), conv(x), torch.float32)
+        close(sparse(x2), conv(x2), torch.float32)
+        close(sparse(x), conv(x), torch.float32)
+    assert len(sparse._direct._plans) == (2 if sparse_kernel_available() else 0)
+    sparse.double()  # new buffers: float64 runs the operator, not the float32 kernel
+    with torch.inference_mode():
+        close(sparse(x.double()), conv.double()(x.double()), torch.float64)
+    sparse.float()
+    conv.float()
+    with torch.inference_mode():
+        close(sparse(x), conv(x), torch.float32)  # the plans follow the buffers' addresses
+    needs_grad = x.clone().requires_grad_()
+    buffers = tuple(sparse._buffers[k] for k in ("rowptr", "col", "shift_row", "shift_col"))
+    buffers += (sparse.val, sparse.bias)
+    geometry = sparse._geometry(x.shape[-2:], False)
+    assert sparse._direct(needs_grad, buffers, 6, geometry) is None  # autograd: the operator
+
+
 def test_state_dict_round_trip_and_inference_mode():
     conv = pruned(nn.Conv2d(4, 8, 3, padding=1), 0.2, 3)
     other = pruned(nn.Conv2d(4, 8, 3, padding=1), 0.2, 3)  # same zeros, other values

@@ -462,8 +462,8 @@ int gw_csr_linear_f32(const float* x, float* y, const int64_t* rowptr, const int
   }
   const int64_t blocks = (R + BLOCK - 1) / BLOCK;
   int64_t chunks = 1;  /* few blocks: split the outputs too (each job packs its block) */
-  if (blocks < 2 * (int64_t)threads) {
-    chunks = (2 * (int64_t)threads + blocks - 1) / blocks;
+  if (blocks < (int64_t)threads) {
+    chunks = ((int64_t)threads + blocks - 1) / blocks;
     const int64_t most = (m + 7) / 8;
     if (chunks > most) chunks = most > 0 ? most : 1;
   }

@@ -123,11 +123,12 @@ class SparseLinear(nn.Module):
         """``x`` ``[..., in_features]`` -> ``[..., out_features]``."""
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)  # [R, in]
+        b = self._buffers  # one dict, not an nn.Module attribute lookup per buffer
         if self.ell and x.shape[0] <= ELL_MAX_ROWS:  # few rows: row-major ELL
-            y = ell_mix(x, self.ell_idx, self.ell_val)
-            y = y if self.bias is None else y + self.bias
+            y = ell_mix(x, b["ell_idx"], b["ell_val"])
+            y = y if b["bias"] is None else y + b["bias"]
         else:  # blocks of rows transposed in registers, the bias added in the kernel
-            y = csr_linear(x, self.rowptr, self.col, self.val, self.bias, self.out_features)
+            y = csr_linear(x, b["rowptr"], b["col"], b["val"], b["bias"], self.out_features)
         return y.reshape(*lead, self.out_features)  # [..., out]
 
     def extra_repr(self) -> str:

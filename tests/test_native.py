@@ -102,3 +102,35 @@ def test_same_bytes_of_large_tensors_split_across_threads_sees_every_part():
             assert not _native.same_bytes(a, b)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("size", [1024, 1057, _native.SPLIT_MIN_BYTES * 3 + 13])
+def test_packed_mask_sees_every_flipped_element(size, threads):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(size)
+        mask = torch.rand(size, generator=gen) < 0.3
+        assert _native.PackedMask.usable(mask)
+        packed = _native.PackedMask(mask)
+        assert packed.same(mask) and packed.same(mask.clone())
+        # every word of the vector loop, the scalar tail, and each thread's part
+        for pos in (0, 31, 32, size // 2, size - 33, size - 1):
+            flipped = mask.clone()
+            flipped[pos] = ~flipped[pos]
+            assert not packed.same(flipped), pos
+        assert not packed.same(mask[:-1].clone())  # another shape
+        assert not packed.same(mask.view(1, -1))
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_packed_mask_compares_truth_values_of_nonzero_bytes():
+    mask = torch.zeros(2048, dtype=torch.bool)
+    mask[::7] = True
+    packed = _native.PackedMask(mask)
+    bytes_ = mask.view(torch.uint8).clone()
+    bytes_[bytes_ == 1] = 5  # a bool tensor over bytes other than 0 / 1: still "true"
+    assert packed.same(bytes_.view(torch.bool))
+    assert not _native.PackedMask.usable(torch.zeros(100, dtype=torch.bool))  # small: bytes

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from graphwire._native import same_bytes, same_bytes_at
+from graphwire._native import PackedMask, same_bytes, same_bytes_at
 from graphwire.errors import ConfigError, GraphError, ReachabilityError
 from graphwire.lowering import _kernel
 from graphwire.lowering._checks import check_features
@@ -351,6 +351,16 @@ def _check_compilable(wired: WiredGraph, mask: Tensor) -> None:
         )
 
 
+def _copy(t: Tensor) -> Tensor | PackedMask:
+    """The inference cache's copy of ``t``: large boolean masks as packed bits."""
+    return PackedMask(t) if PackedMask.usable(t) else t.detach().clone()
+
+
+def _same(copy: Tensor | PackedMask, t: Tensor) -> bool:
+    """Whether ``t`` still equals the cache's ``copy`` of it, bitwise."""
+    return copy.same(t) if isinstance(copy, PackedMask) else same_bytes(copy, t)
+
+
 class InferenceCache:
     """The frozen module of a wired graph's current state, rebuilt only when that changes.
 
@@ -392,7 +402,7 @@ class InferenceCache:
 
     def __init__(self) -> None:
         self.builds = 0
-        self._key: tuple[Tensor, ...] | None = None
+        self._key: tuple[Tensor | PackedMask, ...] | None = None  # copies (masks packed)
         self._config: tuple[int, ODESolver | None] | None = None  # steps, solver
         self._selected: Tensor | None = None  # [S] positions of the selected edges
         self._selected_weight: Tensor | None = None  # [S] their weights
@@ -445,7 +455,7 @@ class InferenceCache:
         old = self._key
         if old is None or self._config != self._configuration(wired) or len(old) != len(key):
             return False
-        if not all(same_bytes(a, b) for a, b in zip(old, key)):
+        if not all(_same(a, b) for a, b in zip(old, key)):
             return False  # the mask is in key: below, the selection is the one built from
         if self._selected is None:
             return True
@@ -472,7 +482,7 @@ class InferenceCache:
             self._selected = selected if gather else None
             self._selected_weight = weight.index_select(0, selected) if gather else None
             key = self._state(wired, gather=gather)
-            self._key = tuple(t.detach().clone() for t in key)
+            self._key = tuple(_copy(t) for t in key)
             self._config = copy.deepcopy(self._configuration(wired))
             self.builds += 1
             try:

@@ -1207,6 +1207,6 @@ class SparseConvCall:
                 self._plans.clear()
             self._plans[key] = plan
         kernel, out_shape, sizes = plan
-        y = torch.empty(out_shape)
+        y = torch.empty(out_shape, dtype=torch.float32)  # not the default dtype: the kernel's
         failed = kernel(x.data_ptr(), y.data_ptr(), *ptrs, *sizes, torch.get_num_threads())
         return None if failed else y

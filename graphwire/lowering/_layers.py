@@ -4,8 +4,8 @@
 weight and then, layer by layer, keeps that dense layer or swaps in one of these modules,
 by the cost model :func:`layer_sparse_wins` (or as forced by ``kernel=``):
 
-- :class:`SparseLinear`: ``y = x @ W.T + b`` with ``W`` in CSR form, the rows of ``x`` the
-  contiguous axis the kernel tiles;
+- :class:`SparseLinear`: ``y = x @ W.T + b`` with ``W`` in CSR form, on the rows of ``x``
+  in place (``graphwire::csr_linear``: blocks of 64 rows transposed in registers);
 - :class:`SparseConv2d`: a ``k x k`` convolution as *shifted sparse channel mixes*
   without im2col: the input is padded (any ``padding_mode``) and flattened, and every
   nonzero weight ``w[o, c, i, j]`` adds ``w`` times input channel ``c`` shifted by

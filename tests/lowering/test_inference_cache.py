@@ -251,3 +251,20 @@ def test_a_constant_fan_in_graph_freezes_to_ell_blocks_and_matches_the_reference
     assert blocks and all(b.ell for b in blocks)
     with torch.inference_mode():
         torch.testing.assert_close(frozen(x), reference_output(net, x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_large_mask_is_kept_packed_and_one_changed_edge_rebuilds():
+    from graphwire._native import PackedMask
+
+    net = WiredGraph(complete_digraph(40, inputs=4, outputs=3), mode="discrete", density=0.1)
+    net.eval()
+    x = torch.randn(3, 4)
+    check(net, x, 1)
+    if PackedMask.usable(net.edge_mask):  # 1,560 candidates: packed bits, not a byte copy
+        assert any(isinstance(t, PackedMask) for t in net.inference_cache._key)
+    with torch.no_grad():  # one edge swapped for another: same count, new selection
+        on, off = net.edge_mask.nonzero()[-1], (~net.edge_mask).nonzero()[-1]
+        net.edge_mask[on] = False
+        net.edge_mask[off] = True
+    check(net, x, 2)
+    check(net, x, 2)

@@ -216,6 +216,21 @@ def test_direct_kernel_calls_are_prepared_per_shape_and_follow_moved_buffers():
     assert sparse._direct(needs_grad, buffers, 6, geometry) is None  # autograd: the operator
 
 
+def test_direct_kernel_calls_ignore_the_default_dtype():
+    conv = pruned(nn.Conv2d(4, 6, 3, padding=1), 0.3, 12)
+    sparse = SparseConv2d(conv)
+    x = torch.randn(1, 4, 6, 6)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with torch.inference_mode():
+            y = sparse(x)
+    finally:
+        torch.set_default_dtype(default)
+    assert y.dtype == torch.float32
+    close(y, conv(x), torch.float32)
+
+
 def test_state_dict_round_trip_and_inference_mode():
     conv = pruned(nn.Conv2d(4, 8, 3, padding=1), 0.2, 3)
     other = pruned(nn.Conv2d(4, 8, 3, padding=1), 0.2, 3)  # same zeros, other values

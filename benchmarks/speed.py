@@ -223,12 +223,19 @@ def _sync(device: torch.device) -> None:
 def timed(
     fns: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: bool = True
 ) -> dict[str, float]:
-    """Median seconds of each function, interleaved, after one warm-up call each."""
+    """Median seconds of each function, interleaved, after one warm-up call each.
+
+    Each repeat starts one method later in the order (a rotation), so every method runs
+    after each other equally often: in a fixed order the method after one that runs the
+    same network (``compiled_eval`` after ``default``) finds the caches warm, and the
+    one after the dense baseline finds them cold.
+    """
     times: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values() if warmup else ():
         fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    order = list(fns.items())
+    for i in range(repeats):
+        for name, fn in order[i % len(order) :] + order[: i % len(order)]:
             _sync(device)
             start = time.perf_counter()
             fn()

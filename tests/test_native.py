@@ -134,3 +134,20 @@ def test_packed_mask_compares_truth_values_of_nonzero_bytes():
     bytes_[bytes_ == 1] = 5  # a bool tensor over bytes other than 0 / 1: still "true"
     assert packed.same(bytes_.view(torch.bool))
     assert not _native.PackedMask.usable(torch.zeros(100, dtype=torch.bool))  # small: bytes
+
+
+def test_same_bytes_at_split_across_threads_sees_every_part():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        gen = torch.Generator().manual_seed(4)
+        a = torch.randn(50_000, generator=gen)
+        index = torch.randperm(50_000, generator=gen)[: _native.SAME_AT_SPLIT_MIN * 2 + 3]
+        b = a[index].clone()
+        assert _native.same_bytes_at(a, index, b)
+        for pos in (0, b.numel() // 2, b.numel() - 1):  # each thread's part
+            changed = b.clone()
+            changed[pos] += 1.0
+            assert not _native.same_bytes_at(a, index, changed), pos
+    finally:
+        torch.set_num_threads(threads)

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="suite", required=True, metavar="SUITE")
     for name, module_name in SUITES.items():
         module = importlib.import_module(module_name)
-        summary = (module.__doc__ or name).strip().splitlines()[0]
+        summary = (module.__doc__ or name).strip().splitlines()[0].replace("%", "%%")
         module.add_arguments(sub.add_parser(name, help=summary, description=module.__doc__))
     args = parser.parse_args(argv)
     return int(importlib.import_module(SUITES[args.suite]).run(args) or 0)

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from benchmarks.__main__ import SUITES, main
 
 
@@ -33,3 +35,12 @@ def test_smoke_runs_every_suite_code_path(tmp_path):
     assert all(r["macs_M"] > 0 and r["params_M"] > 0 for r in mob["rows"])
     sparse = (tmp_path / "sparse" / "results.md").read_text()
     assert "first_layer" in sparse and "torch" in sparse
+
+
+def test_top_level_help_lists_every_suite(capsys):
+    with pytest.raises(SystemExit) as done:  # argparse exits after printing the help
+        main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in SUITES)
+    assert "10%, 20% and 30%" in " ".join(out.split())  # percent signs printed as written

@@ -30,7 +30,7 @@ from graphwire.lowering._dense import (
     register_ell,
     sparse_wins,
 )
-from graphwire.lowering._dynamics import ODESolver, ScaledRMS, held_dynamics, integrate
+from graphwire.lowering._dynamics import ScaledRMS, held_dynamics, integrate
 from graphwire.lowering._layout import dag_layout, recurrent_layout
 from graphwire.wiring.rules import WiringRule
 
@@ -356,9 +356,16 @@ def _copy(t: Tensor) -> Tensor | PackedMask:
     return PackedMask(t) if PackedMask.usable(t) else t.detach().clone()
 
 
-def _same(copy: Tensor | PackedMask, t: Tensor) -> bool:
-    """Whether ``t`` still equals the cache's ``copy`` of it, bitwise."""
-    return copy.same(t) if isinstance(copy, PackedMask) else same_bytes(copy, t)
+def _plain(value: Any) -> Any:
+    """``value``, with a tensor replaced by its dtype, shape and values (for ``==``)."""
+    if isinstance(value, Tensor):
+        return ("tensor", value.dtype, tuple(value.shape), tuple(value.flatten().tolist()))
+    return value
+
+
+def _same(kept: Tensor | PackedMask, t: Tensor) -> bool:
+    """Whether ``t`` still equals the cache's copy ``kept`` of it, bitwise."""
+    return kept.same(t) if isinstance(kept, PackedMask) else same_bytes(kept, t)
 
 
 class InferenceCache:
@@ -371,7 +378,7 @@ class InferenceCache:
     compares the graph's own parameters and buffers (the mask and any tensor a rule
     registered on it), the input and node operations' parameters and buffers, the
     number of steps and the ODE solver's options with those the frozen module was built
-    from (tensors bitwise),
+    from (tensors bitwise, large masks by truth value),
     so an in-place edit, a re-selection, an optimizer step, loading a state dict or a move to
     another dtype all rebuild it. Of the edge weights, only the selected ones are
     compared where the rule keeps the base
@@ -403,7 +410,7 @@ class InferenceCache:
     def __init__(self) -> None:
         self.builds = 0
         self._key: tuple[Tensor | PackedMask, ...] | None = None  # copies (masks packed)
-        self._config: tuple[int, ODESolver | None] | None = None  # steps, solver
+        self._config: tuple | None = None  # steps, and the solver in continuous time
         self._selected: Tensor | None = None  # [S] positions of the selected edges
         self._selected_weight: Tensor | None = None  # [S] their weights
         self._frozen: CompiledGraph | None = None
@@ -447,9 +454,18 @@ class InferenceCache:
         return (*own, *(t for op in ops for t in (*op.parameters(), *op.buffers())))
 
     @staticmethod
-    def _configuration(wired: WiredGraph) -> tuple[int, ODESolver | None]:
-        """The graph's settings outside tensors: steps, and the solver in continuous time."""
-        return wired.steps, wired.solver if wired.mode == "continuous" else None
+    def _configuration(wired: WiredGraph) -> tuple:
+        """The graph's settings outside tensors, as plain values that compare with ``==``.
+
+        The steps, and in continuous time the solver's fields and options (a tensor
+        option such as ``jump_t`` by dtype, shape and values).
+        """
+        if wired.mode != "continuous":
+            return (wired.steps,)
+        solver = wired.solver
+        options = tuple(sorted((k, _plain(v)) for k, v in solver.options.items()))
+        fields = (solver.method, solver.rtol, solver.atol, solver.t1, solver.adjoint)
+        return (wired.steps, *fields, options)
 
     def _matches(self, wired: WiredGraph, key: tuple[Tensor, ...]) -> bool:
         old = self._key
@@ -483,7 +499,7 @@ class InferenceCache:
             self._selected_weight = weight.index_select(0, selected) if gather else None
             key = self._state(wired, gather=gather)
             self._key = tuple(_copy(t) for t in key)
-            self._config = copy.deepcopy(self._configuration(wired))
+            self._config = self._configuration(wired)
             self.builds += 1
             try:
                 self._frozen = CompiledGraph(wired)

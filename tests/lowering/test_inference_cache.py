@@ -268,3 +268,18 @@ def test_a_large_mask_is_kept_packed_and_one_changed_edge_rebuilds():
         net.edge_mask[off] = True
     check(net, x, 2)
     check(net, x, 2)
+
+
+def test_a_solver_option_holding_a_tensor_is_compared_by_value():
+    net = WiredGraph(
+        complete_digraph(8, inputs=2, outputs=2),
+        mode="continuous",
+        solver=dict(method="dopri5", options={"jump_t": torch.tensor([0.3, 0.6])}),
+        density=0.4,
+    ).eval()
+    x = torch.randn(3, 2)
+    check(net, x, 1)
+    net.solver.options["jump_t"] = torch.tensor([0.3, 0.6])  # a new tensor, same values
+    check(net, x, 1)
+    net.solver.options["jump_t"] = torch.tensor([0.2, 0.6])
+    check(net, x, 2)

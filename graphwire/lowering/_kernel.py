@@ -16,7 +16,15 @@ dispatcher and run the operator's body directly (every kernel here does the same
 
 :func:`shift_mix` (``graphwire::shift_mix``) is the same walk over nonzeros whose columns
 are *shifted* rows of a padded, flattened image: a sparse ``k x k`` convolution without
-im2col (:class:`~graphwire.lowering.SparseConv2d`).
+im2col (:class:`~graphwire.lowering.SparseConv2d`). :func:`sparse_conv2d`
+(``graphwire::sparse_conv2d``) is the whole float32 convolution in one call: padding into
+per-thread scratch memory, stride phases, the shifted mixes, bias and crop;
+:class:`SparseConvCall` calls it directly with arguments prepared per input shape.
+
+:func:`csr_linear` (``graphwire::csr_linear``) is the sparse linear layer on row-major
+inputs (blocks of 64 rows transposed in registers, the bias added in the kernel; a
+scalar walk per row for at most :data:`FEW_ROWS` rows), and :func:`ell_mix`
+(``graphwire::ell_mix``) the one for rows of one length on few input rows.
 """
 
 from __future__ import annotations

@@ -356,6 +356,18 @@ def _copy(t: Tensor) -> Tensor | PackedMask:
     return PackedMask(t) if PackedMask.usable(t) else t.detach().clone()
 
 
+def _tensors(module: nn.Module) -> list[Tensor]:
+    """The parameters and buffers of ``module`` and its submodules, in one fixed order."""
+    out: list[Tensor] = []
+    stack = [module]
+    while stack:
+        m = stack.pop()
+        out += [t for t in m._parameters.values() if t is not None]
+        out += [t for t in m._buffers.values() if t is not None]
+        stack += [c for c in reversed(m._modules.values()) if c is not None]
+    return out
+
+
 def _plain(value: Any) -> Any:
     """``value``, with a tensor replaced by its dtype, shape and values (for ``==``)."""
     if isinstance(value, Tensor):
@@ -442,16 +454,14 @@ class InferenceCache:
         operations'.
         """
         skip = (*cls._STRUCTURE, "weight") if gather else cls._STRUCTURE
+        # the module dicts themselves: named_parameters() and parameters() cost tens of
+        # microseconds per call on cold caches, and this runs at every call
         own = [
             t
-            for name, t in (
-                *wired.named_parameters(recurse=False),
-                *wired.named_buffers(recurse=False),
-            )
-            if name not in skip
+            for name, t in (*wired._parameters.items(), *wired._buffers.items())
+            if t is not None and name not in skip
         ]
-        ops = (wired.input_op, wired.node_op)
-        return (*own, *(t for op in ops for t in (*op.parameters(), *op.buffers())))
+        return (*own, *_tensors(wired.input_op), *_tensors(wired.node_op))
 
     @staticmethod
     def _configuration(wired: WiredGraph) -> tuple:

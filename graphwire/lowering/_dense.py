@@ -102,8 +102,13 @@ def csr_mix(
     val: Tensor,
     rows: int,
     ell: tuple[Tensor, Tensor] | None = None,
+    bias: Tensor | None = None,
 ) -> Tensor:
-    """:func:`mix` with a CSR block, by the tiled kernel ``graphwire::csr_mix``.
+    """:func:`mix` with a CSR block, by the native kernels.
+
+    Vector features run by ``graphwire::csr_linear`` (row-major, the bias added in the
+    kernel), or by ``graphwire::ell_mix`` where ``ell`` is given and there are at most
+    :data:`ELL_MAX_ROWS` rows; other features by ``graphwire::csr_mix``.
 
     Args:
         z: Node features ``[B, n, *F]``.
@@ -111,18 +116,22 @@ def csr_mix(
         col: int64 ``[nnz]`` columns.
         val: ``[nnz]`` values.
         rows: Rows of the block.
-        ell: The same block in ELL form (:func:`ell_layout`), or ``None``: vector
-            features of at most :data:`ELL_MAX_ROWS` rows then run by ``graphwire::ell_mix``.
+        ell: The same block in ELL form (:func:`ell_layout`), or ``None``.
+        bias: ``[rows]`` added to every output row (a layer's bias), or ``None``.
 
     Returns:
         ``[B, rows, *F]``.
     """
     if z.dim() == 2:  # vectors
-        if ell is not None and z.shape[0] <= ELL_MAX_ROWS:  # few rows: row-major ELL
-            return _kernel.ell_mix(z, *ell)
-        return _kernel.csr_linear(z, rowptr, col, val, None, rows)  # row-major blocks
-    out = _kernel.csr_mix(z.flatten(2), rowptr, col, val, rows)
-    return out.view(z.shape[0], rows, *z.shape[2:])  # [B, rows, *F]
+        if ell is None or z.shape[0] > ELL_MAX_ROWS:  # row-major blocks, bias in the kernel
+            return _kernel.csr_linear(z, rowptr, col, val, bias, rows)
+        out = _kernel.ell_mix(z, *ell)  # few rows: row-major ELL
+    else:
+        out = _kernel.csr_mix(z.flatten(2), rowptr, col, val, rows)
+        out = out.view(z.shape[0], rows, *z.shape[2:])  # [B, rows, *F]
+    if bias is not None:
+        out = out + bias.view(rows, *(1,) * (z.dim() - 2))
+    return out
 
 
 def ell_layout(rowptr: Tensor, col: Tensor, val: Tensor) -> tuple[Tensor, Tensor] | None:

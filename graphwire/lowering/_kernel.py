@@ -223,20 +223,65 @@ static inline void shift_f64(const double* restrict xg, const int64_t* restrict 
   }
 }
 
+/* out[0:64] = sum over e in [e0, e1) of val[e] * base[idx[e] * stride : + 64], with
+   AVX-512 where the CPU has it (four 16-wide accumulators per half of the nonzeros:
+   eight independent chains), else by `fallback` (row_f32 or shift_f32). */
+#ifdef __AVX512F__
+static inline void walk512_f32(const float* restrict base, const int64_t* restrict idx,
+                               int64_t stride, const float* restrict val, int64_t e0,
+                               int64_t e1, float* restrict out) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
+         b3 = a0;
+  int64_t e = e0;
+  for (; e + 2 <= e1; e += 2) {
+    const __m512 s = _mm512_set1_ps(val[e]), t = _mm512_set1_ps(val[e + 1]);
+    const float* x = base + idx[e] * stride;
+    const float* z = base + idx[e + 1] * stride;
+    a0 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x), a0);
+    a1 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 16), a1);
+    a2 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 32), a2);
+    a3 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 48), a3);
+    b0 = _mm512_fmadd_ps(t, _mm512_loadu_ps(z), b0);
+    b1 = _mm512_fmadd_ps(t, _mm512_loadu_ps(z + 16), b1);
+    b2 = _mm512_fmadd_ps(t, _mm512_loadu_ps(z + 32), b2);
+    b3 = _mm512_fmadd_ps(t, _mm512_loadu_ps(z + 48), b3);
+  }
+  if (e < e1) {
+    const __m512 s = _mm512_set1_ps(val[e]);
+    const float* x = base + idx[e] * stride;
+    a0 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x), a0);
+    a1 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 16), a1);
+    a2 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 32), a2);
+    a3 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 48), a3);
+  }
+  _mm512_storeu_ps(out, _mm512_add_ps(a0, b0));
+  _mm512_storeu_ps(out + 16, _mm512_add_ps(a1, b1));
+  _mm512_storeu_ps(out + 32, _mm512_add_ps(a2, b2));
+  _mm512_storeu_ps(out + 48, _mm512_add_ps(a3, b3));
+}
+#define LROW_F32(buf, col, val, e0, e1, out) walk512_f32(buf, col, 64, val, e0, e1, out)
+#define SHIFT_F32(xg, src, val, e0, e1, out) walk512_f32(xg, src, 1, val, e0, e1, out)
+#else
+#define LROW_F32 row_f32
+#define SHIFT_F32 shift_f32
+#endif
+
+/* The walk over 64-wide tiles of output positions p = h * W + w of the wide output; only
+   w < Wo and h < Ho are stored, as y[g, v, h * Wo + w], with bias[v] added (bias may be
+   NULL). Returns 2 where a shift or a column reads past x. */
 #define DEFINE_SHIFT(NAME, REAL, ROW)                                                      \
-  int NAME(const REAL* x, REAL* y, const int64_t* rowptr, const int64_t* col,            \
-           const int64_t* srow, const int64_t* scol, const REAL* val, int64_t G,           \
-           int64_t n, int64_t m, int64_t Pin, int64_t P, int64_t W, int64_t Ho,            \
-           int64_t Wo, int threads) {                                                      \
-    /* tiles of 64 positions p = h * W + w of the wide output; only w < Wo and h < Ho   \
-       are stored, as y[g, v, h * Wo + w] */                                               \
+  static int NAME##_tiles(const REAL* x, REAL* y, const int64_t* rowptr,                   \
+                          const int64_t* col, const int64_t* srow, const int64_t* scol,    \
+                          const REAL* val, const REAL* bias, int64_t G, int64_t n,         \
+                          int64_t m, int64_t Pin, int64_t P, int64_t W, int64_t Ho,        \
+                          int64_t Wo, int threads) {                                       \
     const int64_t tiles = P / 64, nnz = rowptr[m];                                         \
     int64_t* src = (int64_t*)malloc((size_t)(nnz > 0 ? nnz : 1) * sizeof(int64_t));       \
     if (!src) return 1;                                                                    \
     int bad = 0;                                                                           \
     for (int64_t e = 0; e < nnz; ++e) {                                                    \
       const int64_t off = srow[e] * W + scol[e];                                           \
-      if (off < 0 || off + P > Pin) bad = 1;                                               \
+      if (off < 0 || off + P > Pin || col[e] < 0 || col[e] >= n) bad = 1;                  \
       src[e] = col[e] * Pin + off;                                                         \
     }                                                                                      \
     if (bad) { free(src); return 2; }                                                      \
@@ -253,26 +298,43 @@ static inline void shift_f64(const double* restrict xg, const int64_t* restrict 
       const int64_t g = gt / tiles, t0 = (gt % tiles) * 64;                                \
       const REAL* xg = x + g * n * Pin + t0;                                               \
       const int64_t v1 = (c + 1) * per < m ? (c + 1) * per : m;                            \
+      /* the tile's pieces of image rows with w < Wo: from tmp[from] to y[to], len long; \
+         found once per tile (divisions), not per output channel */                        \
+      int64_t from[66], to[66], len[66], pieces = 0;                                       \
+      for (int64_t p = t0; p < t0 + 64 && pieces < 66;) {                                  \
+        const int64_t h = p / W, base = h * W; /* p is (h, p - base) */                   \
+        const int64_t end = base + W < t0 + 64 ? base + W : t0 + 64;                       \
+        if (h >= Ho) break;                                                                \
+        const int64_t stop = base + Wo < end ? base + Wo : end;                            \
+        if (stop > p) {                                                                    \
+          from[pieces] = p - t0, to[pieces] = h * Wo + (p - base), len[pieces] = stop - p; \
+          ++pieces;                                                                        \
+        }                                                                                  \
+        p = end;                                                                           \
+      }                                                                                    \
       for (int64_t v = c * per; v < v1; ++v) {                                             \
         ROW(xg, src, val, rowptr[v], rowptr[v + 1], tmp);                                  \
+        const REAL bv = bias ? bias[v] : 0;                                                \
         REAL* yv = y + (g * m + v) * Py;                                                   \
-        for (int64_t p = t0; p < t0 + 64;) {  /* copy the row pieces with w < Wo */       \
-          const int64_t h = p / W, w = p % W;                                              \
-          const int64_t end = (h + 1) * W < t0 + 64 ? (h + 1) * W : t0 + 64;               \
-          if (h >= Ho) break;                                                              \
-          if (w < Wo) {                                                                    \
-            const int64_t stop = h * W + Wo < end ? h * W + Wo : end;                      \
-            memcpy(yv + h * Wo + w, tmp + (p - t0), (size_t)(stop - p) * sizeof(REAL));    \
-          }                                                                                \
-          p = end;                                                                         \
+        for (int64_t k = 0; k < pieces; ++k) {                                             \
+          const REAL* t = tmp + from[k];                                                   \
+          REAL* o = yv + to[k];                                                            \
+          for (int64_t q = 0; q < len[k]; ++q) o[q] = t[q] + bv;                           \
         }                                                                                  \
       }                                                                                    \
     }                                                                                      \
     free(src);                                                                             \
     return 0;                                                                              \
+  }                                                                                        \
+  int NAME(const REAL* x, REAL* y, const int64_t* rowptr, const int64_t* col,            \
+           const int64_t* srow, const int64_t* scol, const REAL* val, int64_t G,           \
+           int64_t n, int64_t m, int64_t Pin, int64_t P, int64_t W, int64_t Ho,            \
+           int64_t Wo, int threads) {                                                      \
+    return NAME##_tiles(x, y, rowptr, col, srow, scol, val, NULL, G, n, m, Pin, P, W, Ho,  \
+                        Wo, threads);                                                      \
   }
 
-DEFINE_SHIFT(gw_shift_mix_f32, float, shift_f32)
+DEFINE_SHIFT(gw_shift_mix_f32, float, SHIFT_F32)
 DEFINE_SHIFT(gw_shift_mix_f64, double, shift_f64)
 
 /* Row-major ELL (every row holds L entries, padded with value 0 at column 0), for
@@ -315,46 +377,6 @@ DEFINE_ELL(gw_ell_mix_f64, double)
    and the block's outputs are transposed back into y with the bias added: no
    transposed copies of x or y in memory, every access contiguous. */
 #define BLOCK 64
-
-/* out[0:64] = sum over e in [e0, e1) of val[e] * buf[col[e] * 64 : + 64]: row_f32, with
-   AVX-512 where the CPU has it (four 16-wide accumulators per half of the nonzeros:
-   eight independent chains) */
-static inline void lrow_f32(const float* restrict buf, const int64_t* restrict col,
-                            const float* restrict val, int64_t e0, int64_t e1,
-                            float* restrict out) {
-#ifdef __AVX512F__
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
-         b3 = a0;
-  int64_t e = e0;
-  for (; e + 2 <= e1; e += 2) {
-    const __m512 s = _mm512_set1_ps(val[e]), t = _mm512_set1_ps(val[e + 1]);
-    const float* x = buf + col[e] * 64;
-    const float* z = buf + col[e + 1] * 64;
-    a0 = _mm512_fmadd_ps(s, _mm512_load_ps(x), a0);
-    a1 = _mm512_fmadd_ps(s, _mm512_load_ps(x + 16), a1);
-    a2 = _mm512_fmadd_ps(s, _mm512_load_ps(x + 32), a2);
-    a3 = _mm512_fmadd_ps(s, _mm512_load_ps(x + 48), a3);
-    b0 = _mm512_fmadd_ps(t, _mm512_load_ps(z), b0);
-    b1 = _mm512_fmadd_ps(t, _mm512_load_ps(z + 16), b1);
-    b2 = _mm512_fmadd_ps(t, _mm512_load_ps(z + 32), b2);
-    b3 = _mm512_fmadd_ps(t, _mm512_load_ps(z + 48), b3);
-  }
-  if (e < e1) {
-    const __m512 s = _mm512_set1_ps(val[e]);
-    const float* x = buf + col[e] * 64;
-    a0 = _mm512_fmadd_ps(s, _mm512_load_ps(x), a0);
-    a1 = _mm512_fmadd_ps(s, _mm512_load_ps(x + 16), a1);
-    a2 = _mm512_fmadd_ps(s, _mm512_load_ps(x + 32), a2);
-    a3 = _mm512_fmadd_ps(s, _mm512_load_ps(x + 48), a3);
-  }
-  _mm512_store_ps(out, _mm512_add_ps(a0, b0));
-  _mm512_store_ps(out + 16, _mm512_add_ps(a1, b1));
-  _mm512_store_ps(out + 32, _mm512_add_ps(a2, b2));
-  _mm512_store_ps(out + 48, _mm512_add_ps(a3, b3));
-#else
-  row_f32(buf, col, val, e0, e1, out);
-#endif
-}
 
 /* Scratch memory per thread and use, grown and kept across calls (fresh pages cost
    more than the work here): slot 0 for csr_linear's blocks, 1 for sparse_conv2d's input */
@@ -488,7 +510,7 @@ int gw_csr_linear_f32(const float* x, float* y, const int64_t* rowptr, const int
     float* out = buf + n * BLOCK;  /* out[(v - v0) * BLOCK + r] */
     pack_f32(x + r0 * n, n, rows, buf);
     for (int64_t v = v0; v < v1; ++v)
-      lrow_f32(buf, col, val, rowptr[v], rowptr[v + 1], out + (v - v0) * BLOCK);
+      LROW_F32(buf, col, val, rowptr[v], rowptr[v + 1], out + (v - v0) * BLOCK);
     unpack_f32(out, bias, m, v0, v1, rows, y + r0 * m);
   }
   return failed;
@@ -538,103 +560,17 @@ static void phases_f32(const float* restrict x, float* restrict xq, int64_t G, i
   }
 }
 
-/* shift_f32 with AVX-512 where the CPU has it: four 16-wide accumulators per half of
-   the nonzeros (eight independent chains) */
-static inline void shift512_f32(const float* restrict xg, const int64_t* restrict src,
-                                const float* restrict val, int64_t e0, int64_t e1,
-                                float* restrict out) {
-#ifdef __AVX512F__
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
-         b3 = a0;
-  int64_t e = e0;
-  for (; e + 2 <= e1; e += 2) {
-    const __m512 s = _mm512_set1_ps(val[e]), t = _mm512_set1_ps(val[e + 1]);
-    const float* x = xg + src[e];
-    const float* z = xg + src[e + 1];
-    a0 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x), a0);
-    a1 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 16), a1);
-    a2 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 32), a2);
-    a3 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 48), a3);
-    b0 = _mm512_fmadd_ps(t, _mm512_loadu_ps(z), b0);
-    b1 = _mm512_fmadd_ps(t, _mm512_loadu_ps(z + 16), b1);
-    b2 = _mm512_fmadd_ps(t, _mm512_loadu_ps(z + 32), b2);
-    b3 = _mm512_fmadd_ps(t, _mm512_loadu_ps(z + 48), b3);
-  }
-  if (e < e1) {
-    const __m512 s = _mm512_set1_ps(val[e]);
-    const float* x = xg + src[e];
-    a0 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x), a0);
-    a1 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 16), a1);
-    a2 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 32), a2);
-    a3 = _mm512_fmadd_ps(s, _mm512_loadu_ps(x + 48), a3);
-  }
-  _mm512_store_ps(out, _mm512_add_ps(a0, b0));
-  _mm512_store_ps(out + 16, _mm512_add_ps(a1, b1));
-  _mm512_store_ps(out + 32, _mm512_add_ps(a2, b2));
-  _mm512_store_ps(out + 48, _mm512_add_ps(a3, b3));
-#else
-  shift_f32(xg, src, val, e0, e1, out);
-#endif
-}
-
 int gw_sparse_conv_f32(const float* x, float* y, const int64_t* rowptr, const int64_t* col,
                        const int64_t* srow, const int64_t* scol, const float* val,
                        const float* bias, int64_t G, int64_t C, int64_t H, int64_t W,
                        int64_t top, int64_t left, int64_t sh, int64_t sw, int64_t rows_q,
                        int64_t cols_q, int64_t m, int64_t Ho, int64_t Wo, int threads) {
-  const int64_t n = C * sh * sw, Pin = rows_q * cols_q;
-  const int64_t P = (Ho * cols_q + 63) / 64 * 64, tiles = P / 64, nnz = rowptr[m];
+  const int64_t n = C * sh * sw, Pin = rows_q * cols_q, P = (Ho * cols_q + 63) / 64 * 64;
   float* xq = gw_scratch(1, (size_t)(G * n * Pin) * sizeof(float));
-  int64_t* src = (int64_t*)malloc((size_t)(nnz > 0 ? nnz : 1) * sizeof(int64_t));
-  if (!xq || !src) { free(src); return 1; }
-  int bad = 0;
-  for (int64_t e = 0; e < nnz; ++e) {
-    const int64_t off = srow[e] * cols_q + scol[e];
-    if (off < 0 || off + P > Pin || col[e] < 0 || col[e] >= n) bad = 1;
-    src[e] = col[e] * Pin + off;
-  }
-  if (bad) { free(src); return 2; }
+  if (!xq) return 1;
   phases_f32(x, xq, G, C, H, W, top, left, sh, sw, rows_q, cols_q, threads);
-  int64_t chunks = 1;  /* few tiles (small images): split the output rows too */
-  if (G * tiles < 4 * (int64_t)threads) {
-    chunks = (4 * (int64_t)threads + G * tiles - 1) / (G * tiles);
-    if (chunks > m) chunks = m > 0 ? m : 1;
-  }
-  const int64_t per = (m + chunks - 1) / chunks, Py = Ho * Wo;
-  _Pragma("omp parallel for num_threads(threads) schedule(static)")
-  for (int64_t job = 0; job < G * tiles * chunks; ++job) {
-    float tmp[64] __attribute__((aligned(64)));
-    const int64_t gt = job / chunks, c = job % chunks;
-    const int64_t g = gt / tiles, t0 = (gt % tiles) * 64;
-    const float* xg = xq + g * n * Pin + t0;
-    const int64_t v1 = (c + 1) * per < m ? (c + 1) * per : m;
-    /* the tile's pieces of image rows with w < Wo: from tmp[from] to y[to], len long;
-       found once per tile (divisions), not per output channel */
-    int64_t from[66], to[66], len[66], pieces = 0;
-    for (int64_t p = t0; p < t0 + 64 && pieces < 66;) {
-      const int64_t h = p / cols_q, base = h * cols_q;  /* p is (h, p - base) */
-      const int64_t end = base + cols_q < t0 + 64 ? base + cols_q : t0 + 64;
-      if (h >= Ho) break;
-      const int64_t stop = base + Wo < end ? base + Wo : end;
-      if (stop > p) {
-        from[pieces] = p - t0, to[pieces] = h * Wo + (p - base), len[pieces] = stop - p;
-        ++pieces;
-      }
-      p = end;
-    }
-    for (int64_t v = c * per; v < v1; ++v) {
-      shift512_f32(xg, src, val, rowptr[v], rowptr[v + 1], tmp);
-      const float bv = bias ? bias[v] : 0.0f;
-      float* yv = y + (g * m + v) * Py;
-      for (int64_t k = 0; k < pieces; ++k) {
-        const float* t = tmp + from[k];
-        float* o = yv + to[k];
-        for (int64_t q = 0; q < len[k]; ++q) o[q] = t[q] + bv;
-      }
-    }
-  }
-  free(src);
-  return 0;
+  return gw_shift_mix_f32_tiles(xq, y, rowptr, col, srow, scol, val, bias, G, n, m, Pin, P,
+                                cols_q, Ho, Wo, threads);
 }
 """
 
@@ -1048,6 +984,16 @@ def _torch_sparse_conv2d(
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 
 
+def _conv_sizes(
+    shape: torch.Size, rows: int, geometry: list[int]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The output shape and the integer arguments of ``gw_sparse_conv_f32``."""
+    batch, channels, height, width = shape
+    top, left, sh, sw, rows_q, cols_q, out_h, out_w = geometry
+    sizes = (batch, channels, height, width, top, left, sh, sw, rows_q, cols_q)
+    return (batch, rows, out_h, out_w), (*sizes, rows, out_h, out_w)
+
+
 def _sparse_conv2d(
     x: Tensor,
     rowptr: Tensor,
@@ -1065,32 +1011,12 @@ def _sparse_conv2d(
     if lib is None or not usable:
         return _torch_sparse_conv2d(x, rowptr, col, shift_row, shift_col, val, bias, rows, geometry)
     x = x.contiguous()
-    batch, channels, height, width = x.shape
-    top, left, sh, sw, rows_q, cols_q, out_h, out_w = geometry
-    y = x.new_empty(batch, rows, out_h, out_w)
+    out_shape, sizes = _conv_sizes(x.shape, rows, geometry)
+    y = x.new_empty(out_shape)
+    buffers = (rowptr, col, shift_row, shift_col, val, bias)
+    ptrs = (None if b is None else b.data_ptr() for b in buffers)
     failed = lib.gw_sparse_conv_f32(
-        x.data_ptr(),
-        y.data_ptr(),
-        rowptr.data_ptr(),
-        col.data_ptr(),
-        shift_row.data_ptr(),
-        shift_col.data_ptr(),
-        val.data_ptr(),
-        None if bias is None else bias.data_ptr(),
-        batch,
-        channels,
-        height,
-        width,
-        top,
-        left,
-        sh,
-        sw,
-        rows_q,
-        cols_q,
-        rows,
-        out_h,
-        out_w,
-        torch.get_num_threads(),
+        x.data_ptr(), y.data_ptr(), *ptrs, *sizes, torch.get_num_threads()
     )
     if failed == 2:
         raise ValueError("sparse_conv2d reads past its padded input: the geometry is wrong")
@@ -1203,14 +1129,7 @@ class SparseConvCall:
             lib = load()
             if lib is None:
                 return None
-            batch, channels, height, width = x.shape
-            top, left, sh, sw, rows_q, cols_q, out_h, out_w = geometry
-            sizes = (batch, channels, height, width, top, left, sh, sw, rows_q, cols_q)
-            plan = (
-                lib.gw_sparse_conv_f32,
-                (batch, rows, out_h, out_w),
-                (*sizes, rows, out_h, out_w),
-            )
+            plan = (lib.gw_sparse_conv_f32, *_conv_sizes(x.shape, rows, geometry))
             if len(self._plans) >= self._MAX_PLANS:
                 self._plans.clear()
             self._plans[key] = plan

@@ -39,8 +39,8 @@ from torch import Tensor, nn
 from graphwire._utils import choose
 from graphwire.errors import ConfigError
 from graphwire.lowering import _kernel
-from graphwire.lowering._dense import ELL_MAX_ROWS, csr_mix, register_ell
-from graphwire.lowering._kernel import SparseConvCall, csr_linear, ell_mix, sparse_conv2d
+from graphwire.lowering._dense import csr_mix, register_ell
+from graphwire.lowering._kernel import SparseConvCall, sparse_conv2d
 
 __all__ = [
     "SparseLinear",
@@ -124,11 +124,8 @@ class SparseLinear(nn.Module):
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)  # [R, in]
         b = self._buffers  # one dict, not an nn.Module attribute lookup per buffer
-        if self.ell and x.shape[0] <= ELL_MAX_ROWS:  # few rows: row-major ELL
-            y = ell_mix(x, b["ell_idx"], b["ell_val"])
-            y = y if b["bias"] is None else y + b["bias"]
-        else:  # blocks of rows transposed in registers, the bias added in the kernel
-            y = csr_linear(x, b["rowptr"], b["col"], b["val"], b["bias"], self.out_features)
+        ell = (b["ell_idx"], b["ell_val"]) if self.ell else None
+        y = csr_mix(x, b["rowptr"], b["col"], b["val"], self.out_features, ell, b["bias"])
         return y.reshape(*lead, self.out_features)  # [..., out]
 
     def extra_repr(self) -> str:
@@ -229,8 +226,7 @@ class SparseConv2d(nn.Module):
     def _conv(self, x: Tensor) -> Tensor:
         """``[B, C_in, H, W]`` -> ``[B, C_out, H', W']``."""
         if self.pointwise:
-            y = csr_mix(x, self.rowptr, self.col, self.val, self.out_channels)
-            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+            return csr_mix(x, self.rowptr, self.col, self.val, self.out_channels, bias=self.bias)
         padded = self.padding_mode != "zeros"
         if padded:  # the layer's own padding by its mode first; the kernel adds zeros
             x = F.pad(x, self.pads, mode=self.padding_mode)

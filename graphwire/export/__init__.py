@@ -4,11 +4,13 @@ The last stage of graphwire's flow: graph -> wiring rule -> execution -> trainin
 **export**. Cost counting (``graphwire.count``) lives in :mod:`graphwire.cost`.
 :func:`compact_channels` shrinks the plain layers of a frozen sparse model by removing
 provably dead channels (:class:`CompactionReport` says which); :func:`fold_batchnorms`
-folds inference BatchNorms into the convolutions before them.
+folds inference BatchNorms into the convolutions before them; :func:`fuse_epilogues`
+fuses ReLUs and residual additions into the sparse convolutions before them.
 """
 
 from graphwire.export._compact import CompactionReport, LayerChannels, compact_channels
 from graphwire.export._fold import fold_batchnorms
+from graphwire.export._fuse import fuse_epilogues
 from graphwire.export.compiler import compile, freeze_layer
 
 __all__: list[str] = [
@@ -18,4 +20,5 @@ __all__: list[str] = [
     "CompactionReport",
     "LayerChannels",
     "fold_batchnorms",
+    "fuse_epilogues",
 ]

@@ -24,6 +24,7 @@ from graphwire.errors import ConfigError
 from graphwire.execution.wired import WiredGraph
 from graphwire.export._compact import compact_channels
 from graphwire.export._fold import fold_batchnorms
+from graphwire.export._fuse import fuse_epilogues
 from graphwire.layers import WiredConv1d, WiredConv2d, WiredConv3d, WiredLayer, WiredLinear
 from graphwire.lowering import CompiledGraph, lower_layer
 from graphwire.wiring import WiredModule
@@ -163,8 +164,8 @@ def _replace(model: nn.Module, pick, make) -> tuple[nn.Module, list[str]]:
     return model, names
 
 
-def _compile_layers(model: nn.Module, kernel: str) -> nn.Module:
-    """Freeze every wired layer, compact channels across layers, pick each layer's kernel."""
+def _compile_layers(model: nn.Module, kernel: str, fuse: bool) -> nn.Module:
+    """Freeze every wired layer, compact channels, pick each layer's kernel, fuse epilogues."""
     model, frozen = _replace(model, lambda m: isinstance(m, WiredLayer), freeze_layer)
     model, report = compact_channels(model)
     folded = fold_batchnorms(model)  # BatchNorms after convolutions: into their weights
@@ -190,10 +191,13 @@ def _compile_layers(model: nn.Module, kernel: str) -> nn.Module:
     model.compaction_report = report
     model.layer_kernels = dict(sorted(choices.items()))
     model.folded_batchnorms = folded
+    model.fused_epilogues = fuse_epilogues(model) if fuse else {}
     return model
 
 
-def compile(module: nn.Module, *, kernel: str = "auto", mode: str | None = None) -> nn.Module:
+def compile(
+    module: nn.Module, *, kernel: str = "auto", mode: str | None = None, fuse: bool = True
+) -> nn.Module:
     """Freeze wired graphs and wired layers, or any model holding them, for inference.
 
     A :class:`~graphwire.WiredGraph` becomes a :class:`~graphwire.lowering.CompiledGraph`
@@ -213,12 +217,17 @@ def compile(module: nn.Module, *, kernel: str = "auto", mode: str | None = None)
        ``kernel`` forces. ``WiredConv3d`` always becomes a dense ``nn.Conv3d``.
 
     Before step 3, every inference BatchNorm that reads a convolution alone is folded
-    into it (:func:`~graphwire.export.fold_batchnorms`; zero weights stay zero).
+    into it (:func:`~graphwire.export.fold_batchnorms`; zero weights stay zero). After
+    it, with ``fuse``, a ReLU or a residual addition (and the ReLU after it) that alone
+    reads a sparse convolution's output is fused into that convolution, whose kernel
+    applies it as it stores (:func:`~graphwire.export.fuse_epilogues`; the submodules
+    rewritten become ``torch.fx.GraphModule`` objects with the same submodule names).
 
-    A model compiled from wired layers carries three plain attributes (not tensors, not
+    A model compiled from wired layers carries four plain attributes (not tensors, not
     in its ``state_dict``): ``compaction_report``, the channels removed per layer,
-    ``layer_kernels``, ``{layer name: "dense" | "sparse"}``, and ``folded_batchnorms``,
-    the names of the BatchNorms folded (now ``nn.Identity``).
+    ``layer_kernels``, ``{layer name: "dense" | "sparse"}``, ``folded_batchnorms``,
+    the names of the BatchNorms folded (now ``nn.Identity``), and ``fused_epilogues``,
+    ``{convolution name: "relu" | "add" | "add+relu"}``.
 
     Args:
         module: A ``WiredGraph``, a wired layer, or an ``nn.Module`` containing some.
@@ -230,6 +239,8 @@ def compile(module: nn.Module, *, kernel: str = "auto", mode: str | None = None)
             itself, since every ``WiredGraph`` trains through the dense backend by default
             (a ``WiredGraph`` built with ``backend="reference"`` is switched to
             ``"auto"``).
+        fuse: Fuse ReLUs and residual additions into the sparse convolutions before
+            them (``False`` keeps every submodule's class and ``forward``).
 
     Returns:
         A deep copy of the model with every ``WiredGraph`` and wired layer replaced by
@@ -309,5 +320,5 @@ def compile(module: nn.Module, *, kernel: str = "auto", mode: str | None = None)
         lowered = _swap(module, lambda w: CompiledGraph(w, kernel=kernel), {}) if wired else module
         lowered = copy.deepcopy(lowered)
         if layers:
-            lowered = _compile_layers(lowered, kernel)
+            lowered = _compile_layers(lowered, kernel, fuse)
     return lowered.requires_grad_(False).eval()

@@ -268,13 +268,14 @@ static inline void walk512_f32(const float* restrict base, const int64_t* restri
 
 /* The walk over 64-wide tiles of output positions p = h * W + w of the wide output; only
    w < Wo and h < Ho are stored, as y[g, v, h * Wo + w], with bias[v] added (bias may be
-   NULL). Returns 2 where a shift or a column reads past x. */
+   NULL), then res[g, v, h * Wo + w] (a residual of y's shape; may be NULL), then the ReLU
+   where relu is set. Returns 2 where a shift or a column reads past x. */
 #define DEFINE_SHIFT(NAME, REAL, ROW)                                                      \
   static int NAME##_tiles(const REAL* x, REAL* y, const int64_t* rowptr,                   \
                           const int64_t* col, const int64_t* srow, const int64_t* scol,    \
-                          const REAL* val, const REAL* bias, int64_t G, int64_t n,         \
-                          int64_t m, int64_t Pin, int64_t P, int64_t W, int64_t Ho,        \
-                          int64_t Wo, int threads) {                                       \
+                          const REAL* val, const REAL* bias, const REAL* res, int relu,    \
+                          int64_t G, int64_t n, int64_t m, int64_t Pin, int64_t P,         \
+                          int64_t W, int64_t Ho, int64_t Wo, int threads) {                \
     const int64_t tiles = P / 64, nnz = rowptr[m];                                         \
     int64_t* src = (int64_t*)malloc((size_t)(nnz > 0 ? nnz : 1) * sizeof(int64_t));       \
     if (!src) return 1;                                                                    \
@@ -316,10 +317,28 @@ static inline void walk512_f32(const float* restrict base, const int64_t* restri
         ROW(xg, src, val, rowptr[v], rowptr[v + 1], tmp);                                  \
         const REAL bv = bias ? bias[v] : 0;                                                \
         REAL* yv = y + (g * m + v) * Py;                                                   \
+        const REAL* rv = res ? res + (g * m + v) * Py : NULL;                              \
         for (int64_t k = 0; k < pieces; ++k) {                                             \
           const REAL* t = tmp + from[k];                                                   \
           REAL* o = yv + to[k];                                                            \
-          for (int64_t q = 0; q < len[k]; ++q) o[q] = t[q] + bv;                           \
+          const int64_t L = len[k];                                                        \
+          if (rv) { /* (conv + bias) + residual, in torch's order, then the ReLU */      \
+            const REAL* r = rv + to[k];                                                    \
+            if (relu)                                                                      \
+              for (int64_t q = 0; q < L; ++q) {                                            \
+                const REAL s = (t[q] + bv) + r[q];                                         \
+                o[q] = s < 0 ? 0 : s;                                                      \
+              }                                                                            \
+            else                                                                           \
+              for (int64_t q = 0; q < L; ++q) o[q] = (t[q] + bv) + r[q];                   \
+          } else if (relu) {                                                               \
+            for (int64_t q = 0; q < L; ++q) {                                              \
+              const REAL s = t[q] + bv;                                                    \
+              o[q] = s < 0 ? 0 : s;                                                        \
+            }                                                                              \
+          } else {                                                                         \
+            for (int64_t q = 0; q < L; ++q) o[q] = t[q] + bv;                              \
+          }                                                                                \
         }                                                                                  \
       }                                                                                    \
     }                                                                                      \
@@ -330,8 +349,8 @@ static inline void walk512_f32(const float* restrict base, const int64_t* restri
            const int64_t* srow, const int64_t* scol, const REAL* val, int64_t G,           \
            int64_t n, int64_t m, int64_t Pin, int64_t P, int64_t W, int64_t Ho,            \
            int64_t Wo, int threads) {                                                      \
-    return NAME##_tiles(x, y, rowptr, col, srow, scol, val, NULL, G, n, m, Pin, P, W, Ho,  \
-                        Wo, threads);                                                      \
+    return NAME##_tiles(x, y, rowptr, col, srow, scol, val, NULL, NULL, 0, G, n, m, Pin,   \
+                        P, W, Ho, Wo, threads);                                            \
   }
 
 DEFINE_SHIFT(gw_shift_mix_f32, float, SHIFT_F32)
@@ -562,15 +581,16 @@ static void phases_f32(const float* restrict x, float* restrict xq, int64_t G, i
 
 int gw_sparse_conv_f32(const float* x, float* y, const int64_t* rowptr, const int64_t* col,
                        const int64_t* srow, const int64_t* scol, const float* val,
-                       const float* bias, int64_t G, int64_t C, int64_t H, int64_t W,
-                       int64_t top, int64_t left, int64_t sh, int64_t sw, int64_t rows_q,
-                       int64_t cols_q, int64_t m, int64_t Ho, int64_t Wo, int threads) {
+                       const float* bias, const float* res, int64_t G, int64_t C,
+                       int64_t H, int64_t W, int64_t top, int64_t left, int64_t sh,
+                       int64_t sw, int64_t rows_q, int64_t cols_q, int64_t m, int64_t Ho,
+                       int64_t Wo, int relu, int threads) {
   const int64_t n = C * sh * sw, Pin = rows_q * cols_q, P = (Ho * cols_q + 63) / 64 * 64;
   float* xq = gw_scratch(1, (size_t)(G * n * Pin) * sizeof(float));
   if (!xq) return 1;
   phases_f32(x, xq, G, C, H, W, top, left, sh, sw, rows_q, cols_q, threads);
-  return gw_shift_mix_f32_tiles(xq, y, rowptr, col, srow, scol, val, bias, G, n, m, Pin, P,
-                                cols_q, Ho, Wo, threads);
+  return gw_shift_mix_f32_tiles(xq, y, rowptr, col, srow, scol, val, bias, res, relu, G, n,
+                                m, Pin, P, cols_q, Ho, Wo, threads);
 }
 """
 
@@ -588,7 +608,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 3 + [ctypes.c_int, ctypes.c_int64]
     )
     lib.gw_csr_linear_f32.restype = ctypes.c_int
-    lib.gw_sparse_conv_f32.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int64] * 13 + [ctypes.c_int]
+    lib.gw_sparse_conv_f32.argtypes = (
+        [ctypes.c_void_p] * 9 + [ctypes.c_int64] * 13 + [ctypes.c_int, ctypes.c_int]
+    )
     lib.gw_sparse_conv_f32.restype = ctypes.c_int
     for name in ("gw_ell_mix_f32", "gw_ell_mix_f64"):
         fn = getattr(lib, name)
@@ -970,6 +992,8 @@ def _torch_sparse_conv2d(
     bias: Tensor | None,
     rows: int,
     geometry: list[int],
+    residual: Tensor | None = None,
+    relu: bool = False,
 ) -> Tensor:
     """:func:`sparse_conv2d` by torch's padding and :func:`shift_mix` (other dtypes, GPU)."""
     top, left, sh, sw, rows_q, cols_q, out_h, out_w = geometry
@@ -981,7 +1005,19 @@ def _torch_sparse_conv2d(
     x = x.reshape(batch, channels * sh * sw, rows_q * cols_q)
     y = shift_mix(x, rowptr, col, shift_row, shift_col, val, rows, cols_q, out_h, out_w)
     y = y.view(batch, rows, out_h, out_w)
-    return y if bias is None else y + bias.view(1, -1, 1, 1)
+    return _epilogue(y if bias is None else y + bias.view(1, -1, 1, 1), residual, relu)
+
+
+def _epilogue(y: Tensor, residual: Tensor | None, relu: bool) -> Tensor:
+    """``relu(y + residual)`` by torch, each part where asked, for a fresh output ``y``.
+
+    In place on ``y`` where the residual has its shape and dtype (no new tensor; autograd
+    allows it, as ``y`` is no leaf); else as ``+`` broadcasts and promotes.
+    """
+    if residual is not None:
+        same = residual.shape == y.shape and residual.dtype == y.dtype
+        y = y.add_(residual) if same else y + residual
+    return y.relu_() if relu else y
 
 
 def _conv_sizes(
@@ -1004,25 +1040,40 @@ def _sparse_conv2d(
     bias: Tensor | None,
     rows: int,
     geometry: list[int],
+    residual: Tensor | None = None,
+    relu: bool = False,
 ) -> Tensor:
     """The body of :func:`sparse_conv2d`."""
     lib = load() if x.device.type == "cpu" else None
     usable = x.dtype == val.dtype == torch.float32 and (bias is None or bias.dtype == x.dtype)
+    args = (x, rowptr, col, shift_row, shift_col, val, bias, rows, geometry)
     if lib is None or not usable:
-        return _torch_sparse_conv2d(x, rowptr, col, shift_row, shift_col, val, bias, rows, geometry)
+        return _torch_sparse_conv2d(*args, residual, relu)
     x = x.contiguous()
     out_shape, sizes = _conv_sizes(x.shape, rows, geometry)
+    fused = residual is None or _fusable(residual, out_shape)
     y = x.new_empty(out_shape)
-    buffers = (rowptr, col, shift_row, shift_col, val, bias)
+    buffers = (rowptr, col, shift_row, shift_col, val, bias, residual if fused else None)
     ptrs = (None if b is None else b.data_ptr() for b in buffers)
     failed = lib.gw_sparse_conv_f32(
-        x.data_ptr(), y.data_ptr(), *ptrs, *sizes, torch.get_num_threads()
+        x.data_ptr(), y.data_ptr(), *ptrs, *sizes, int(relu and fused), torch.get_num_threads()
     )
     if failed == 2:
         raise ValueError("sparse_conv2d reads past its padded input: the geometry is wrong")
     if failed:
-        return _torch_sparse_conv2d(x, rowptr, col, shift_row, shift_col, val, bias, rows, geometry)
-    return y
+        return _torch_sparse_conv2d(*args, residual, relu)
+    return y if fused else _epilogue(y, residual, relu)
+
+
+def _fusable(residual: Tensor, shape: tuple[int, ...]) -> bool:
+    """Whether the kernel can add ``residual`` as it stores: float32, CPU, ``shape``, dense."""
+    return (
+        residual.dtype == torch.float32
+        and residual.device.type == "cpu"
+        and residual.shape == shape
+        and residual.is_contiguous()
+        and not residual.requires_grad
+    )
 
 
 _sparse_conv2d_op = torch.library.custom_op(
@@ -1040,8 +1091,10 @@ def sparse_conv2d(
     bias: Tensor | None,
     rows: int,
     geometry: list[int],
+    residual: Tensor | None = None,
+    relu: bool = False,
 ) -> Tensor:
-    """A sparse ``k x k`` convolution in one call: padding, phases, shifted mixes, bias, crop.
+    """A sparse ``k x k`` convolution in one call: padding, phases, mixes, bias, crop, epilogue.
 
     ``x`` is padded with zeros by ``top`` rows and ``left`` columns (and to the phase
     grid), split into its ``sh x sw`` stride phases of ``rows_q x cols_q`` each, and
@@ -1049,7 +1102,11 @@ def sparse_conv2d(
     ``shift_row[e] * cols_q + shift_col[e]``); the bias is added and only ``out_h x
     out_w`` outputs are stored. The float32 CPU kernel builds the padded phases in
     per-thread scratch memory (no padded copy is allocated) and adds the bias as it
-    stores; other dtypes and devices run torch's padding and :func:`shift_mix`.
+    stores; other dtypes and devices run torch's padding and :func:`shift_mix`. A
+    ``residual`` is added after the bias and ``relu`` applied last, as the kernel stores
+    where it can (a float32 residual of the output's shape, contiguous) and by torch
+    otherwise (broadcasting as ``+`` does): ``relu(conv(x) + bias + residual)``, in
+    torch's order of additions, so the result equals the separate operations.
 
     Args:
         x: ``[B, C, H, W]``, padded already by the layer's mode where it is not zeros.
@@ -1061,15 +1118,17 @@ def sparse_conv2d(
         bias: ``[rows]`` or ``None``.
         rows: Output channels.
         geometry: ``[top, left, sh, sw, rows_q, cols_q, out_h, out_w]``.
+        residual: Added to the output (after the bias), or ``None``.
+        relu: Apply the ReLU last.
 
     Returns:
-        ``[B, rows, out_h, out_w]``.
+        ``[B, rows, out_h, out_w]`` (broadcast with ``residual``'s shape).
 
     Raises:
         ValueError: if a shift reads past the padded phase images.
     """
     op = _sparse_conv2d if _eager(x) else _sparse_conv2d_op
-    return op(x, rowptr, col, shift_row, shift_col, val, bias, rows, geometry)
+    return op(x, rowptr, col, shift_row, shift_col, val, bias, rows, geometry, residual, relu)
 
 
 @_sparse_conv2d_op.register_fake
@@ -1083,8 +1142,14 @@ def _(
     bias: Tensor | None,
     rows: int,
     geometry: list[int],
+    residual: Tensor | None = None,
+    relu: bool = False,
 ) -> Tensor:
-    return x.new_empty(x.shape[0], rows, geometry[6], geometry[7])
+    return x.new_empty(
+        torch.broadcast_shapes(
+            (x.shape[0], rows, geometry[6], geometry[7]), () if residual is None else residual.shape
+        )
+    )
 
 
 class SparseConvCall:
@@ -1108,10 +1173,13 @@ class SparseConvCall:
         buffers: tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None],
         rows: int,
         geometry: list[int],
+        residual: Tensor | None = None,
+        relu: bool = False,
     ) -> Tensor | None:
-        """``sparse_conv2d(x, *buffers, rows, geometry)``, or ``None`` where it does not apply.
+        """``sparse_conv2d(x, *buffers, rows, geometry, residual, relu)``, or ``None``.
 
-        ``buffers`` are ``(rowptr, col, shift_row, shift_col, val, bias)``.
+        ``buffers`` are ``(rowptr, col, shift_row, shift_col, val, bias)``. ``None`` where
+        the direct call does not apply (the caller runs :func:`sparse_conv2d`).
         """
         val, bias = buffers[4], buffers[5]
         if not (
@@ -1134,6 +1202,10 @@ class SparseConvCall:
                 self._plans.clear()
             self._plans[key] = plan
         kernel, out_shape, sizes = plan
+        if residual is not None and not _fusable(residual, out_shape):
+            return None
+        res = None if residual is None else residual.data_ptr()
         y = torch.empty(out_shape, dtype=torch.float32)  # not the default dtype: the kernel's
-        failed = kernel(x.data_ptr(), y.data_ptr(), *ptrs, *sizes, torch.get_num_threads())
+        threads = torch.get_num_threads()
+        failed = kernel(x.data_ptr(), y.data_ptr(), *ptrs, res, *sizes, int(relu), threads)
         return None if failed else y

@@ -40,7 +40,7 @@ from graphwire._utils import choose
 from graphwire.errors import ConfigError
 from graphwire.lowering import _kernel
 from graphwire.lowering._dense import csr_mix, register_ell
-from graphwire.lowering._kernel import SparseConvCall, sparse_conv2d
+from graphwire.lowering._kernel import SparseConvCall, _epilogue, sparse_conv2d
 
 __all__ = [
     "SparseLinear",
@@ -166,11 +166,18 @@ class SparseConv2d(nn.Module):
     padding or stride mixes the input channels directly. Every ``padding_mode``,
     ``padding="same"``, stride, dilation and group count are supported.
 
+    A fused *epilogue* (what :func:`graphwire.compile` sets where the network's next
+    operations allow, see :func:`~graphwire.export.fuse_epilogues`) is applied as the
+    kernel stores its outputs: ``forward(x, residual)`` returns ``conv(x) + residual``
+    (a residual addition), and with ``fused_relu`` set, the ReLU of that. The results
+    equal the separate operations (same order of additions).
+
     Args:
         conv: The dense convolution (its zeros are dropped; weights are copied).
 
     Attributes:
         nnz: Nonzero weights kept.
+        fused_relu: Apply the ReLU to the output (``False`` until set).
 
     Example:
         >>> import torch
@@ -222,20 +229,23 @@ class SparseConv2d(nn.Module):
         self.max_shift = (0, 0) if self.pointwise else ((kh - 1) * dh // sh, (kw - 1) * dw // sw)
         self._geometries: dict[tuple[int, ...], list[int]] = {}  # by input size
         self._direct = SparseConvCall()  # prepared kernel calls: a plain attribute
+        self.fused_relu = False
 
-    def _conv(self, x: Tensor) -> Tensor:
-        """``[B, C_in, H, W]`` -> ``[B, C_out, H', W']``."""
+    def _conv(self, x: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
+        """``[B, C_in, H, W]`` -> ``[B, C_out, H', W']``, plus ``residual``, then the ReLU."""
         if self.pointwise:
-            return csr_mix(x, self.rowptr, self.col, self.val, self.out_channels, bias=self.bias)
+            y = csr_mix(x, self.rowptr, self.col, self.val, self.out_channels, bias=self.bias)
+            return _epilogue(y, residual, relu)
         padded = self.padding_mode != "zeros"
         if padded:  # the layer's own padding by its mode first; the kernel adds zeros
             x = F.pad(x, self.pads, mode=self.padding_mode)
         geometry = self._geometry(x.shape[-2:], padded)
         b = self._buffers  # one dict, not six nn.Module attribute lookups (a hot path)
         buffers = (b["rowptr"], b["col"], b["shift_row"], b["shift_col"], b["val"], b["bias"])
-        y = self._direct(x, buffers, self.out_channels, geometry)  # the kernel, directly
+        rows = self.out_channels
+        y = self._direct(x, buffers, rows, geometry, residual, relu)  # the kernel, directly
         if y is None:  # other dtypes or devices, tracing, autograd
-            y = sparse_conv2d(x, *buffers, self.out_channels, geometry)
+            y = sparse_conv2d(x, *buffers, rows, geometry, residual, relu)
         return y  # [B, C_out, H', W']
 
     def _geometry(self, size: tuple[int, int], padded: bool) -> list[int]:
@@ -263,11 +273,15 @@ class SparseConv2d(nn.Module):
             self._geometries[key] = geometry
         return geometry
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x`` ``[B, C_in, H, W]`` (or unbatched ``[C_in, H, W]``) -> the convolution."""
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """``x`` ``[B, C_in, H, W]`` (or unbatched ``[C_in, H, W]``) -> the convolution.
+
+        ``residual`` (optional, the output's shape or broadcastable to it) is added to the
+        output; the ReLU follows where ``fused_relu`` is set.
+        """
         if x.dim() == 3:
-            return self._conv(x.unsqueeze(0))[0]
-        return self._conv(x)
+            return _epilogue(self._conv(x.unsqueeze(0))[0], residual, self.fused_relu)
+        return self._conv(x, residual, self.fused_relu)
 
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""
@@ -275,6 +289,7 @@ class SparseConv2d(nn.Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, dilation={self.dilation}, pads={self.pads}, "
             f"groups={self.groups}, nnz={self.nnz}, bias={self.bias is not None}"
+            + (", fused_relu=True" if self.fused_relu else "")
         )
 
 
@@ -298,11 +313,16 @@ class SparseConv1d(SparseConv2d):
         nn.Module.__init__(self)
         self._setup(conv, conv.weight.detach().unsqueeze(2))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x`` ``[B, C_in, L]`` (or unbatched ``[C_in, L]``) -> the convolution."""
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """``x`` ``[B, C_in, L]`` (or unbatched ``[C_in, L]``) -> the convolution.
+
+        ``residual`` and ``fused_relu`` as for :class:`SparseConv2d`.
+        """
         if x.dim() == 2:
-            return self._conv(x.unsqueeze(0).unsqueeze(2))[0, :, 0]
-        return self._conv(x.unsqueeze(2)).squeeze(2)
+            y = self._conv(x.unsqueeze(0).unsqueeze(2))[0, :, 0]
+        else:
+            y = self._conv(x.unsqueeze(2)).squeeze(2)
+        return _epilogue(y, residual, self.fused_relu)
 
 
 def _kind(layer: nn.Module) -> str | None:

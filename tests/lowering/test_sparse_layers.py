@@ -193,6 +193,76 @@ def test_sparse_conv2d_refuses_reads_past_its_padded_input(native, monkeypatch):
     close(y[0, 0], x[0, 0, :, 1:], torch.float32)  # column shift 1, cropped to 7 columns
 
 
+EPILOGUE_CONVS = {
+    "3x3": lambda dtype: nn.Conv2d(4, 6, 3, padding=1, dtype=dtype),
+    "stride2": lambda dtype: nn.Conv2d(4, 6, 3, stride=2, padding=1, dtype=dtype),
+    "dilated-groups": lambda dtype: nn.Conv2d(
+        4, 6, 3, padding=2, dilation=2, groups=2, dtype=dtype
+    ),
+    "reflect": lambda dtype: nn.Conv2d(4, 6, 3, padding=1, padding_mode="reflect", dtype=dtype),
+    "pointwise": lambda dtype: nn.Conv2d(4, 6, 1, dtype=dtype),
+    "pointwise-stride2": lambda dtype: nn.Conv2d(4, 6, 1, stride=2, bias=False, dtype=dtype),
+}
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["kernel", "torch-fallback"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("residual", [None, "same", "broadcast"])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("conv", sorted(EPILOGUE_CONVS))
+def test_fused_epilogue_equals_the_separate_operations(
+    conv, relu, residual, dtype, native, monkeypatch
+):
+    if not native:
+        monkeypatch.setattr(_kernel, "load", lambda: None)  # as if no C compiler
+    dense = pruned(EPILOGUE_CONVS[conv](dtype), 0.3, zlib.crc32(conv.encode()))
+    plain, fused = SparseConv2d(dense), SparseConv2d(dense)
+    fused.fused_relu = relu
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 4, 11, 10, generator=gen, dtype=dtype)
+    with torch.inference_mode():
+        y = plain(x)
+        r = {
+            None: None,
+            "same": torch.randn(y.shape, generator=gen, dtype=dtype),
+            "broadcast": torch.randn(1, 6, 1, 1, generator=gen, dtype=dtype),
+        }[residual]
+        expected = y if r is None else y + r
+        expected = torch.relu(expected) if relu else expected
+        got = fused(x, r)
+        assert torch.equal(got, expected)  # the same additions in the same order
+        assert (got >= 0).all() if relu else (got < 0).any()
+        unbatched = fused(x[0], None if r is None else r[0])
+        assert torch.equal(unbatched, expected[0])
+    close(y, dense(x), dtype)
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_fused_epilogue_of_conv1d(relu):
+    dense = pruned(nn.Conv1d(4, 6, 3, padding=1), 0.4, 21)
+    fused = SparseConv1d(dense)
+    fused.fused_relu = relu
+    x, r = torch.randn(2, 4, 17), torch.randn(2, 6, 17)
+    with torch.inference_mode():
+        expected = dense(x) + r
+        close(fused(x, r), torch.relu(expected) if relu else expected, torch.float32)
+        close(fused(x[0], r[0]), torch.relu(expected[0]) if relu else expected[0], torch.float32)
+
+
+def test_fused_epilogue_residual_that_is_not_contiguous_or_of_another_dtype():
+    dense = pruned(nn.Conv2d(4, 6, 3, padding=1), 0.3, 22)
+    fused = SparseConv2d(dense)
+    fused.fused_relu = True
+    x = torch.randn(2, 4, 7, 7)
+    with torch.inference_mode():
+        y = SparseConv2d(dense)(x)
+        strided = torch.randn(2, 6, 7, 14)[..., ::2]  # not contiguous: torch adds it
+        assert torch.equal(fused(x, strided), torch.relu(y + strided))
+        wide = torch.randn(2, 6, 7, 7, dtype=torch.float64)  # promotes, as + does
+        out = fused(x, wide)
+        assert out.dtype == torch.float64 and torch.equal(out, torch.relu(y + wide))
+
+
 def test_direct_kernel_calls_are_prepared_per_shape_and_follow_moved_buffers():
     conv = pruned(nn.Conv2d(4, 6, 3, padding=1), 0.3, 11)
     sparse = SparseConv2d(conv)

@@ -271,16 +271,16 @@ static inline void walk512_f32(const float* restrict base, const int64_t* restri
    NULL), then res[g, v, h * Wo + w] (a residual of y's shape; may be NULL), then the ReLU
    where relu is set (by STORE, per piece of a row). NAME_tile does one tile (from t0)
    of image g for output channels [v0, v1), reading xg (image g's input from position
-   t0) at src[e] per nonzero;
+   t0) at src[e] per nonzero, for an output of Ho rows in images of Py positions;
    NAME_sources builds src (NULL on failure: *bad is 2 where a shift or a column reads
    past x); NAME_tiles does all tiles of all G images. */
 #define DEFINE_SHIFT(NAME, REAL, ROW, STORE)                                               \
   static void NAME##_tile(const REAL* xg, REAL* y, const int64_t* rowptr,                  \
                           const int64_t* src, const REAL* val, const REAL* bias,           \
                           const REAL* res, int relu, int64_t g, int64_t m, int64_t v0,     \
-                          int64_t v1, int64_t t0, int64_t W, int64_t Ho, int64_t Wo) {     \
+                          int64_t v1, int64_t t0, int64_t W, int64_t Ho, int64_t Wo,       \
+                          int64_t Py) {                                                    \
     REAL tmp[64] __attribute__((aligned(64)));                                             \
-    const int64_t Py = Ho * Wo;                                                            \
     /* the tile's pieces of image rows with w < Wo: from tmp[from] to y[to], len long;   \
        found once per tile (divisions), not per output channel */                          \
     int64_t from[66], to[66], len[66], pieces = 0;                                         \
@@ -339,7 +339,7 @@ static inline void walk512_f32(const float* restrict base, const int64_t* restri
       const int64_t g = gt / tiles, t0 = (gt % tiles) * 64;                                \
       const int64_t v1 = (c + 1) * per < m ? (c + 1) * per : m;                            \
       NAME##_tile(x + g * n * Pin + t0, y, rowptr, src, val, bias, res, relu, g, m,        \
-                  c * per, v1, t0, W, Ho, Wo);                                             \
+                  c * per, v1, t0, W, Ho, Wo, Ho * Wo);                                    \
     }                                                                                      \
     free(src);                                                                             \
     return 0;                                                                              \
@@ -633,24 +633,42 @@ int gw_sparse_conv_f32(const float* x, float* y, const int64_t* rowptr, const in
                        int64_t sw, int64_t rows_q, int64_t cols_q, int64_t m, int64_t Ho,
                        int64_t Wo, int relu, int threads) {
   const int64_t n = C * sh * sw, Pin = rows_q * cols_q, P = (Ho * cols_q + 63) / 64 * 64;
-  if (G >= 2 * (int64_t)threads) {
-    /* image by image, each thread its own: an image's phases stay in cache for its walks
-       (building all of them first spills a batch of 16 out of L2) */
+  /* Stripes: each job builds the padded phases of a band of hb output rows of one image
+     in its thread's scratch memory and walks the band's tiles, so what a thread walks
+     is what it built, in its cache (building a whole batch first spills L2 at batch 16,
+     and splitting one image's tiles between threads reads the other core's lines). A
+     single image is cut into one band per thread; bands shorter than a tile are not. */
+  const int64_t S = G % threads == 0 || G >= 4 * (int64_t)threads ? 1 : threads;
+  const int64_t hb = (Ho + S - 1) / S;
+  if (hb * cols_q >= 64 || S == 1) {
+    const int64_t nnz = rowptr[m], Py = Ho * Wo;
+    int64_t reach = 0;  /* the largest shift, in positions */
+    for (int64_t e = 0; e < nnz; ++e) {
+      const int64_t off = srow[e] * cols_q + scol[e];
+      if (off > reach) reach = off;
+    }
+    if (P + reach > Pin) return 2;  /* the geometry given would read past the phases */
+    const int64_t Pb = (hb * cols_q + 63) / 64 * 64;  /* a band's tiles */
+    const int64_t rows_b = (Pb + reach + cols_q - 1) / cols_q, Pin_b = rows_b * cols_q;
     int bad = 0, failed = 0;
-    int64_t* src = gw_shift_mix_f32_sources(col, srow, scol, rowptr[m], n, Pin, P, cols_q, &bad);
+    int64_t* src = gw_shift_mix_f32_sources(col, srow, scol, nnz, n, Pin_b, Pb, cols_q, &bad);
     if (!src) return bad;
     _Pragma("omp parallel for num_threads(threads) schedule(static)")
-    for (int64_t g = 0; g < G; ++g) {
-      float* xq = gw_scratch(1, (size_t)(n * Pin) * sizeof(float));
+    for (int64_t job = 0; job < G * S; ++job) {
+      const int64_t g = job / S, h0 = (job % S) * hb;
+      const int64_t rows = Ho - h0 < hb ? Ho - h0 : hb;
+      if (rows <= 0) continue;
+      float* xq = gw_scratch(1, (size_t)(n * Pin_b) * sizeof(float));
       if (!xq) { failed = 1; continue; }
-      for (int64_t q = 0; q < n; ++q) {
+      for (int64_t q = 0; q < n; ++q) {  /* phase rows from h0: input rows from h0 * sh */
         const int64_t b = q % sw, a = (q / sw) % sh, c = q / (sh * sw);
-        phase_plane_f32(x + (g * C + c) * H * W, xq + q * Pin, a, b, H, W, top, left, sh,
-                        sw, rows_q, cols_q);
+        phase_plane_f32(x + (g * C + c) * H * W, xq + q * Pin_b, a, b, H, W, top - h0 * sh,
+                        left, sh, sw, rows_b, cols_q);
       }
-      for (int64_t t0 = 0; t0 < P; t0 += 64)
-        gw_shift_mix_f32_tile(xq + t0, y, rowptr, src, val, bias, res, relu, g, m, 0, m, t0,
-                              cols_q, Ho, Wo);
+      for (int64_t t0 = 0; t0 < rows * cols_q; t0 += 64)
+        gw_shift_mix_f32_tile(xq + t0, y + h0 * Wo, rowptr, src, val, bias,
+                              res ? res + h0 * Wo : NULL, relu, g, m, 0, m, t0, cols_q, rows,
+                              Wo, Py);
     }
     free(src);
     return failed;

@@ -626,12 +626,15 @@ static void phase_plane_f32(const float* restrict xc, float* restrict plane, int
   }
 }
 
+/* sz: G, C, H, W, top, left, sh, sw, rows_q, cols_q, m, Ho, Wo (one pointer, not 13
+   arguments: each costs the Python caller a conversion) */
 int gw_sparse_conv_f32(const float* x, float* y, const int64_t* rowptr, const int64_t* col,
                        const int64_t* srow, const int64_t* scol, const float* val,
-                       const float* bias, const float* res, int64_t G, int64_t C,
-                       int64_t H, int64_t W, int64_t top, int64_t left, int64_t sh,
-                       int64_t sw, int64_t rows_q, int64_t cols_q, int64_t m, int64_t Ho,
-                       int64_t Wo, int relu, int threads) {
+                       const float* bias, const float* res, const int64_t* sz, int relu,
+                       int threads) {
+  const int64_t G = sz[0], C = sz[1], H = sz[2], W = sz[3], top = sz[4], left = sz[5];
+  const int64_t sh = sz[6], sw = sz[7], rows_q = sz[8], cols_q = sz[9], m = sz[10];
+  const int64_t Ho = sz[11], Wo = sz[12];
   const int64_t n = C * sh * sw, Pin = rows_q * cols_q, P = (Ho * cols_q + 63) / 64 * 64;
   /* Stripes: each job builds the padded phases of a band of hb output rows of one image
      in its thread's scratch memory and walks the band's tiles, so what a thread walks
@@ -701,9 +704,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 3 + [ctypes.c_int, ctypes.c_int64]
     )
     lib.gw_csr_linear_f32.restype = ctypes.c_int
-    lib.gw_sparse_conv_f32.argtypes = (
-        [ctypes.c_void_p] * 9 + [ctypes.c_int64] * 13 + [ctypes.c_int, ctypes.c_int]
-    )
+    lib.gw_sparse_conv_f32.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_int, ctypes.c_int]
     lib.gw_sparse_conv_f32.restype = ctypes.c_int
     for name in ("gw_ell_mix_f32", "gw_ell_mix_f64"):
         fn = getattr(lib, name)
@@ -1115,12 +1116,12 @@ def _epilogue(y: Tensor, residual: Tensor | None, relu: bool) -> Tensor:
 
 def _conv_sizes(
     shape: torch.Size, rows: int, geometry: list[int]
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The output shape and the integer arguments of ``gw_sparse_conv_f32``."""
+) -> tuple[tuple[int, ...], ctypes.Array]:
+    """The output shape and the integer arguments of ``gw_sparse_conv_f32`` (an array)."""
     batch, channels, height, width = shape
     top, left, sh, sw, rows_q, cols_q, out_h, out_w = geometry
     sizes = (batch, channels, height, width, top, left, sh, sw, rows_q, cols_q)
-    return (batch, rows, out_h, out_w), (*sizes, rows, out_h, out_w)
+    return (batch, rows, out_h, out_w), (ctypes.c_int64 * 13)(*sizes, rows, out_h, out_w)
 
 
 def _sparse_conv2d(
@@ -1149,7 +1150,7 @@ def _sparse_conv2d(
     buffers = (rowptr, col, shift_row, shift_col, val, bias, residual if fused else None)
     ptrs = (None if b is None else b.data_ptr() for b in buffers)
     failed = lib.gw_sparse_conv_f32(
-        x.data_ptr(), y.data_ptr(), *ptrs, *sizes, int(relu and fused), torch.get_num_threads()
+        x.data_ptr(), y.data_ptr(), *ptrs, sizes, int(relu and fused), torch.get_num_threads()
     )
     if failed == 2:
         raise ValueError("sparse_conv2d reads past its padded input: the geometry is wrong")
@@ -1277,13 +1278,13 @@ class SparseConvCall:
         val, bias = buffers[4], buffers[5]
         if not (
             x.dtype == val.dtype == torch.float32
-            and x.device.type == "cpu"
+            and x.is_cpu  # an attribute: x.device builds an object (0.3 us)
             and (bias is None or bias.dtype == torch.float32)
             and x.is_contiguous()
             and _eager(x)
         ):
             return None
-        ptrs = tuple(None if b is None else b.data_ptr() for b in buffers)
+        ptrs = tuple([None if b is None else b.data_ptr() for b in buffers])  # no generator
         key = (x.shape, ptrs)
         plan = self._plans.get(key)
         if plan is None:
@@ -1300,5 +1301,5 @@ class SparseConvCall:
         res = None if residual is None else residual.data_ptr()
         y = torch.empty(out_shape, dtype=torch.float32)  # not the default dtype: the kernel's
         threads = torch.get_num_threads()
-        failed = kernel(x.data_ptr(), y.data_ptr(), *ptrs, res, *sizes, int(relu), threads)
+        failed = kernel(x.data_ptr(), y.data_ptr(), *ptrs, res, sizes, int(relu), threads)
         return None if failed else y

@@ -77,6 +77,8 @@ def main(
     infer = graphwire.compile(model)
     report = infer.compaction_report
     print(report)
+    kinds = sorted(set(infer.fused_epilogues.values()))
+    print(f"{len(infer.fused_epilogues)} sparse convolutions took over {kinds}")
     with torch.inference_mode():
         gap = (infer(xv) - masked_out).abs().max().item()
     print(f"compiled vs masked model: max difference {gap:.1e}")
@@ -111,6 +113,7 @@ def main(
         "accuracy": accuracy,
         "gap": gap,
         "removed": report.removed,
+        "fused": len(infer.fused_epilogues),
         "macs": macs,
         "times": {"dense": t_dense, "masked": t_masked, "compiled": t_compiled},
         "export_gap": export_gap,

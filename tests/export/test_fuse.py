@@ -234,3 +234,13 @@ def test_compiled_sparsified_resnet_fuses_and_matches_the_masked_model(tmp_path)
     torch.testing.assert_close(program.module()(x), out, rtol=0, atol=1e-6)
     ops = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
     assert any("graphwire.sparse_conv2d" in op for op in ops), ops
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fused_sparse_convolutions_match_the_masked_model():
+    masked = sparsify(small_resnet(), density=0.3, seed=0).eval().cuda()
+    fused = graphwire.compile(masked, kernel="sparse")  # torch's epilogue on the GPU
+    assert "add+relu" in fused.fused_epilogues.values()
+    x = torch.randn(3, 3, 8, 8, device="cuda")
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), masked(x), rtol=0, atol=1e-5)

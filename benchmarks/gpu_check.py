@@ -12,7 +12,9 @@ gpu-check``) runs, on the first CUDA device:
    ``tiny_discrete``, ``tiny_continuous`` at 32 x 32, batch 512): images per second and
    the implied time of Table 2's 160 epochs of 50,000 images;
 5. the torchvision CIFAR-10 data path on a small CIFAR-10-format folder the script
-   writes itself (see :func:`data_path_check` for torchvision's checksum).
+   writes itself (see :func:`data_path_check` for torchvision's checksum);
+6. the ``sparsified`` suite on CUDA (dense vs masked vs compiled ResNet-50, CIFAR ResNet
+   and transformer encoder at 10%, 20% and 30% of weights, batch 1 and 16; 5 repeats).
 
 It prints one table and writes ``results.md`` and ``results.json`` under
 ``benchmarks/results/gpu/<gpu name>/`` (the speed suite's own pages beside them). It
@@ -48,6 +50,10 @@ RESULTS = ROOT / "benchmarks" / "results" / "gpu"
 #: Table 2's schedule: 160 epochs of CIFAR-10's 50,000 training images.
 EPOCHS, TRAIN_IMAGES = 160, 50_000
 TINY = ("tiny_static", "tiny_discrete", "tiny_continuous")
+
+
+#: The check's steps, in the order they run (``--steps`` picks some).
+STEPS = ("tests", "equivalence", "sync", "speed", "throughput", "data", "sparsified")
 
 
 def _slug(name: str) -> str:
@@ -209,6 +215,29 @@ def speed_runs(device: torch.device, out: Path, quick: bool) -> dict:
     return results
 
 
+def sparsified_run(device: torch.device, out: Path, quick: bool) -> dict:
+    """The ``sparsified`` suite on ``device`` (its smoke networks in the dry run)."""
+    from benchmarks.__main__ import main
+
+    folder = out / "sparsified"
+    argv = ["sparsified", "--device", device.type, "--out", str(folder), "--no-plots"]
+    argv += ["--smoke"] if quick else ["--repeats", "5"]
+    start = time.perf_counter()
+    main(argv)
+    data = json.loads((folder / "results.json").read_text())
+    speedups = [  # the compiled network against the dense one, at the lowest density
+        {k: r[k] for k in ("network", "batch", "median_ms", "speedup_vs_dense")}
+        for r in data["rows"]
+        if r["method"] == "compiled" and r["density"] == min(data["densities"])
+    ]
+    return {
+        "wall_s": time.perf_counter() - start,
+        "density": min(data["densities"]),
+        "compiled": speedups,
+        "folder": str(folder.relative_to(out)),
+    }
+
+
 def throughput(device: torch.device, quick: bool) -> list[dict]:
     """Training images per second of the tiny CIFAR classifiers at batch 512."""
     from graphwire import DNWOptimizer
@@ -363,21 +392,25 @@ def write_results(out: Path, result: dict) -> str:
         f"# GPU check: {m['gpu']}",
         "",
         f"torch {m['torch']}, CUDA {m['cuda']}, python {m['python']}, "
-        f"{m['platform']}. Wall time {result['wall_s']:.0f} s."
+        f"{m['platform']}. Wall time of the last call {result['wall_s']:.0f} s."
         + (" **CPU dry run at a tiny size: no GPU was used.**" if result["dry_run"] else ""),
         "",
         "| check | result |",
         "|---|---|",
-        f"| CUDA tests (`pytest tests -k cuda`) | {result['cuda_tests']['status']} "
-        f"{result['cuda_tests'].get('summary', '')} |",
     ]
-    eq = result["equivalence"]
-    lines.append(
-        f"| dense backend and frozen module vs message passing, every mode (max abs diff) | "
-        f"{eq['status']}: outputs {eq['outputs']:.1e}, [E] gradients "
-        f"{eq['edge_gradients']:.1e}, frozen outputs {eq['frozen_outputs']:.1e} |"
-    )
-    for s in result["sync"]:
+    if "cuda_tests" in result:
+        lines.append(
+            f"| CUDA tests (`pytest tests -k cuda`) | {result['cuda_tests']['status']} "
+            f"{result['cuda_tests'].get('summary', '')} |"
+        )
+    if "equivalence" in result:
+        eq = result["equivalence"]
+        lines.append(
+            f"| dense backend and frozen module vs message passing, every mode (max abs diff) "
+            f"| {eq['status']}: outputs {eq['outputs']:.1e}, [E] gradients "
+            f"{eq['edge_gradients']:.1e}, frozen outputs {eq['frozen_outputs']:.1e} |"
+        )
+    for s in result.get("sync", []):
         fb, st = s["forward_backward"], s["optimizer_step"]
         if fb is None:
             lines.append(f"| host syncs, training step, {s['case']} | not measured (no CUDA) |")
@@ -386,30 +419,36 @@ def write_results(out: Path, result: dict) -> str:
                 f"| host syncs, training step, {s['case']} | forward + backward {fb}, optimizer "
                 f"step (re-selection) {st} |"
             )
-    for precision, sp in result["speed"].items():
+    for precision, sp in result.get("speed", {}).items():
         for t in sp["targets"]:
             lines.append(
                 f"| speed {precision}: {t['target']} (vs `{t['baseline']}`) | {t['outcome']}: "
                 f"{t['detail'][:200]} |"
             )
-    for r in result["throughput"]:
+    for r in result.get("throughput", []):
         lines.append(
             f"| throughput {r['model']} {r['precision']}, batch {r['batch']} | "
             f"{r['images_per_s']:,.0f} images/s ({r['step_ms']:.0f} ms a step): "
             f"{EPOCHS} epochs of {TRAIN_IMAGES:,} images in {r['table2_hours']:.1f} h |"
         )
-    d = result["data_path"]
-    lines.append(
-        f"| torchvision CIFAR-10 data path | {d.get('status')}: "
-        + ", ".join(f"{k} {v}" for k, v in d.items() if k != "status")
-        + " |"
-    )
-    lines += [
-        "",
-        "The speed suite's tables are in "
-        + ", ".join(f"`{sp['folder']}/results.md`" for sp in result["speed"].values())
-        + ".",
-    ]
+    if "data_path" in result:
+        d = result["data_path"]
+        lines.append(
+            f"| torchvision CIFAR-10 data path | {d.get('status')}: "
+            + ", ".join(f"{k} {v}" for k, v in d.items() if k != "status")
+            + " |"
+        )
+    sp = result.get("sparsified")
+    for r in sp["compiled"] if sp else []:
+        lines.append(
+            f"| sparsified {r['network']}, {sp['density']:.0%} of weights, batch {r['batch']} | "
+            f"compiled {r['median_ms']:.2f} ms, {r['speedup_vs_dense']:.2f}x the dense network |"
+        )
+    folders = [f"`{sp['folder']}/results.md`" for sp in result.get("speed", {}).values()]
+    if sp:
+        folders.append(f"`{sp['folder']}/results.md`")
+    if folders:
+        lines += ["", "The suites' own tables: " + ", ".join(folders) + "."]
     text = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(text)
@@ -429,6 +468,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="the CPU dry run at a tiny size, even with CUDA"
+    )
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        choices=STEPS,
+        default=list(STEPS),
+        metavar="STEP",
+        help=f"run only these steps (default: all, in this order: {', '.join(STEPS)}); "
+        "to split the check over several calls",
     )
 
 
@@ -453,12 +501,26 @@ def run(args: argparse.Namespace) -> int:
         },
         "dry_run": dry,
     }
-    result["cuda_tests"] = cuda_tests(dry)
-    result["equivalence"] = equivalence_check(device)
-    result["sync"] = sync_check(device, dry)
-    result["speed"] = speed_runs(device, out, dry)
-    result["throughput"] = throughput(device, dry)
-    result["data_path"] = data_path_check(device, dry)
+    steps = {
+        "tests": ("cuda_tests", lambda: cuda_tests(dry)),
+        "equivalence": ("equivalence", lambda: equivalence_check(device)),
+        "sync": ("sync", lambda: sync_check(device, dry)),
+        "speed": ("speed", lambda: speed_runs(device, out, dry)),
+        "throughput": ("throughput", lambda: throughput(device, dry)),
+        "data": ("data_path", lambda: data_path_check(device, dry)),
+        "sparsified": ("sparsified", lambda: sparsified_run(device, out, dry)),
+    }
+    earlier = out / "results.json"  # a check split over calls: keep the other steps
+    if set(args.steps) != set(STEPS) and earlier.exists():
+        before = json.loads(earlier.read_text())
+        if before.get("machine") == result["machine"] and before.get("dry_run") == dry:
+            for step, (key, _) in steps.items():
+                if step not in args.steps and key in before:
+                    result[key] = before[key]
+    for step in STEPS:
+        if step in args.steps:
+            key, fn = steps[step]
+            result[key] = fn()
     result["wall_s"] = time.perf_counter() - start
     print(write_results(out, result))
     print(f"gpu-check results: {out}")

@@ -21,8 +21,25 @@ def test_dry_run_without_cuda_runs_every_step_and_writes_results(tmp_path):
     assert row["model"] == "tiny_static" and row["images_per_s"] > 0
     assert row["table2_hours"] == 160 * 50_000 / row["images_per_s"] / 3600
     assert "torchvision" in json.dumps(result["data_path"])
+    sparsified = result["sparsified"]
+    assert {r["network"] for r in sparsified["compiled"]} == {"resnet_cifar", "transformer"}
+    assert all(r["speedup_vs_dense"] > 0 for r in sparsified["compiled"])
+    assert (tmp_path / sparsified["folder"] / "results.md").exists()
     text = (tmp_path / "results.md").read_text()
     assert "CPU dry run" in text and "throughput tiny_static" in text
+    assert "sparsified resnet_cifar, 10% of weights, batch 1" in text
+
+
+def test_a_check_split_over_calls_keeps_every_step(tmp_path):
+    assert gpu_check.main(["--dry-run", "--out", str(tmp_path), "--steps", "sparsified"]) == 0
+    first = json.loads((tmp_path / "results.json").read_text())
+    assert "sparsified" in first and "speed" not in first and "cuda_tests" not in first
+    assert gpu_check.main(["--dry-run", "--out", str(tmp_path), "--steps", "data"]) == 0
+    both = json.loads((tmp_path / "results.json").read_text())
+    assert both["sparsified"] == first["sparsified"] and "torchvision" in json.dumps(both)
+    text = (tmp_path / "results.md").read_text()
+    assert "sparsified resnet_cifar" in text and "CIFAR-10 data path" in text
+    assert "CUDA tests" not in text
 
 
 def test_written_cifar_folder_has_the_python_cifar10_layout(tmp_path):

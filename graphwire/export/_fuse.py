@@ -154,7 +154,7 @@ def fuse_epilogues(model: nn.Module) -> dict[str, str]:
     stores its outputs, with the separate operations' order of additions, so the
     outputs are unchanged; elsewhere torch applies them.
 
-    A submodule with something fused is replaced by a :class:`torch.fx.GraphModule` of
+    A submodule with something fused is replaced by a ``torch.fx.GraphModule`` of
     its rewritten ``forward`` (same submodule names, so the ``state_dict`` keys do not
     change; it keeps the class name, not the class). Submodules that do not trace with
     ``torch.fx``, that are reachable under several names, or where nothing matches are

@@ -122,6 +122,19 @@ def _fuse_in(
     return fused, graph
 
 
+def _hooked(module: nn.Module) -> bool:
+    """Whether ``module`` has hooks of its own (a rewritten module would not call them)."""
+    return any(
+        getattr(module, attr, None)
+        for attr in (
+            "_forward_hooks",
+            "_forward_pre_hooks",
+            "_backward_hooks",
+            "_backward_pre_hooks",
+        )
+    )
+
+
 def _keep_state(module: nn.Module, rewritten: nn.Module) -> None:
     """Give ``rewritten`` the children, parameters and buffers of ``module`` it lacks.
 
@@ -157,8 +170,9 @@ def fuse_epilogues(model: nn.Module) -> dict[str, str]:
     A submodule with something fused is replaced by a ``torch.fx.GraphModule`` of
     its rewritten ``forward`` (same submodule names, so the ``state_dict`` keys do not
     change; it keeps the class name, not the class). Submodules that do not trace with
-    ``torch.fx``, that are reachable under several names, or where nothing matches are
-    left as they are; so is ``model``'s own ``forward``, so ``model`` keeps its class.
+    ``torch.fx``, that are reachable under several names, that have hooks of their own,
+    or where nothing matches are left as they are; so is ``model``'s own ``forward``, so
+    ``model`` keeps its class.
 
     Args:
         model: The compiled network, changed in place.
@@ -194,7 +208,7 @@ def fuse_epilogues(model: nn.Module) -> dict[str, str]:
     report: dict[str, str] = {}
     for name in names:
         module = modules[name]
-        if not name or id(module) not in once:
+        if not name or id(module) not in once or _hooked(module):
             continue
         if not any(isinstance(c, SparseConv2d) for c in module.children()):
             continue

@@ -172,10 +172,15 @@ class Branchy(nn.Module):
         return torch.relu(y) if bool(y.sum() > 0) else y
 
 
-def test_shared_untraceable_and_root_modules_are_left_alone():
+def test_shared_untraceable_hooked_and_root_modules_are_left_alone():
     conv = sparse(4, 4, seed=16)
     shared = nn.Sequential(Shared(conv), Shared(conv), Branchy()).eval()  # one conv, two names
     check_unchanged(shared, torch.randn(1, 4, 5, 5), {})
+    calls = []
+    hooked = nn.Sequential(Shared(sparse(4, 4, seed=18))).eval()
+    hooked[0].register_forward_hook(lambda *args: calls.append(1))
+    check_unchanged(hooked, torch.randn(1, 4, 5, 5), {})  # a rewrite would drop the hook
+    assert type(hooked[0]) is Shared and len(calls) == 2
     root = Shared(sparse(4, 4, seed=17)).eval()  # the model's own forward: kept
     check_unchanged(root, torch.randn(1, 4, 5, 5), {})
     assert type(root) is Shared and not root.conv.fused_relu

@@ -137,6 +137,35 @@ def test_threads_split_small_images_by_rows():
     close(SparseConv2d(conv)(x), conv(x), torch.float32)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("batch", [1, 3, 8])
+@pytest.mark.parametrize(
+    "conv",
+    [
+        lambda: nn.Conv2d(6, 8, 3, padding=1),
+        lambda: nn.Conv2d(6, 8, 3, stride=2, padding=1),
+        lambda: nn.Conv2d(6, 8, (3, 5), padding=(2, 1), dilation=(2, 1)),
+        lambda: nn.Conv2d(6, 8, 1, stride=2),
+    ],
+    ids=["3x3", "stride2", "dilated", "1x1-stride2"],
+)
+def test_bands_of_rows_per_thread_equal_dense(conv, batch, threads):
+    """Images cut into one band of rows per thread (batch 1 and 3 with several threads)
+    and batches walked image by image give the dense convolution, epilogue included."""
+    torch.set_num_threads(threads)  # (the fixture restores it)
+    dense = pruned(conv(), 0.3, batch * 10 + threads)
+    sparse = SparseConv2d(dense)
+    sparse.fused_relu = True
+    gen = torch.Generator().manual_seed(batch)
+    for size in ((23, 19), (40, 9)):  # bands of several tiles; rows of less than a tile
+        x = torch.randn(batch, 6, *size, generator=gen)
+        with torch.inference_mode():
+            y = dense(x)
+            r = torch.randn(y.shape, generator=gen)
+            close(SparseConv2d(dense)(x), y, torch.float32)
+            close(sparse(x, r), torch.relu(y + r), torch.float32)
+
+
 def test_all_zero_rows_and_empty_weights():
     conv = nn.Conv2d(3, 5, 3, padding=1)
     with torch.no_grad():

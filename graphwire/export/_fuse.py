@@ -118,6 +118,9 @@ def _fuse_in(
         fused[f"{prefix}{conv.target}"] = "add+relu" if relu is not None else "add"
     if not fused:
         return None
+    for node in graph.nodes:  # string annotations (``from __future__ import annotations``)
+        if isinstance(node.type, str):  # would make the GraphModule unpicklable
+            node.type = None
     graph.lint()
     return fused, graph
 
@@ -169,7 +172,7 @@ def fuse_epilogues(model: nn.Module) -> dict[str, str]:
 
     A submodule with something fused is replaced by a ``torch.fx.GraphModule`` of
     its rewritten ``forward`` (same submodule names, so the ``state_dict`` keys do not
-    change; it keeps the class name, not the class). Submodules that do not trace with
+    change; it is named after the original's class). Submodules that do not trace with
     ``torch.fx``, that are reachable under several names, that have hooks of their own,
     or where nothing matches are left as they are; so is ``model``'s own ``forward``, so
     ``model`` keeps its class.

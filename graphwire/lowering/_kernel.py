@@ -1261,6 +1261,17 @@ class SparseConvCall:
     def __init__(self) -> None:
         self._plans: dict[tuple, tuple] = {}
 
+    def __getstate__(self) -> dict:
+        """Nothing to copy: a copy prepares its own plans on its first call.
+
+        The plans hold ctypes functions and arrays, which do not pickle or deep-copy, and
+        name buffer addresses a copy does not share.
+        """
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._plans = {}
+
     def __call__(
         self,
         x: Tensor,

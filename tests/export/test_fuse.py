@@ -1,5 +1,6 @@
 """Fusing ReLUs and residual additions into the sparse convolutions before them."""
 
+import copy
 import io
 import operator
 
@@ -205,6 +206,14 @@ def test_conv1d_fuses_and_state_is_kept():
     assert sorted(model.state_dict()) == keys  # unused children and buffers stay
 
 
+def saved(model):
+    """``model`` pickled whole by ``torch.save``, as a buffer to load from."""
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    return buffer
+
+
 def small_resnet():
     from models.resnet import resnet_cifar
 
@@ -235,6 +244,12 @@ def test_compiled_sparsified_resnet_fuses_and_matches_the_masked_model(tmp_path)
     other.load_state_dict(torch.load(buffer))
     with torch.inference_mode():
         torch.testing.assert_close(other(x), out, rtol=0, atol=1e-6)
+    # the whole model pickles and deep-copies after a call (prepared kernel calls and
+    # the string annotations of models/resnet.py are not carried over)
+    for copied in (copy.deepcopy(fused), torch.load(saved(fused), weights_only=False)):
+        assert copied.fused_epilogues == fused.fused_epilogues
+        with torch.inference_mode():
+            assert torch.equal(copied(x), out)
     program = torch.export.export(fused, (x,))
     torch.testing.assert_close(program.module()(x), out, rtol=0, atol=1e-6)
     ops = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}

@@ -1,5 +1,6 @@
 """Frozen sparse layers against the dense torch layers they replace."""
 
+import copy
 import io
 import itertools
 import zlib
@@ -345,6 +346,23 @@ def test_state_dict_round_trip_and_inference_mode():
     with torch.inference_mode():
         close(b(x), conv(x), torch.float32)
     assert not any(True for _ in a.parameters())  # a frozen module: buffers only
+
+
+def test_layers_pickle_and_deep_copy_after_a_call():
+    conv = pruned(nn.Conv2d(4, 8, 3, padding=1), 0.3, 13)
+    linear = pruned(nn.Linear(16, 8), 0.3, 14)
+    x, v = torch.randn(2, 4, 7, 7), torch.randn(5, 16)
+    for layer, inp in ((SparseConv2d(conv), x), (SparseLinear(linear), v)):
+        with torch.inference_mode():
+            expected = layer(inp)  # prepares the direct kernel calls
+        buffer = io.BytesIO()
+        torch.save(layer, buffer)
+        buffer.seek(0)
+        for copied in (copy.deepcopy(layer), torch.load(buffer, weights_only=False)):
+            with torch.inference_mode():
+                assert torch.equal(copied(inp), expected)
+            if isinstance(copied, SparseConv2d):  # its own plans, for its own buffers
+                assert copied._direct is not layer._direct
 
 
 @pytest.mark.parametrize(

@@ -204,13 +204,11 @@ def fuse_epilogues(model: nn.Module) -> dict[str, str]:
         >>> torch.equal(net(x), before)
         True
     """
-    names = [n for n, _ in model.named_modules(remove_duplicate=False)]
-    count = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
+    named = list(model.named_modules(remove_duplicate=False))  # before any replacement
+    count = Counter(id(m) for _, m in named)
     once = {i for i, c in count.items() if c == 1}
-    modules = dict(model.named_modules(remove_duplicate=False))
     report: dict[str, str] = {}
-    for name in names:
-        module = modules[name]
+    for name, module in named:
         if not name or id(module) not in once or _hooked(module):
             continue
         if not any(isinstance(c, SparseConv2d) for c in module.children()):

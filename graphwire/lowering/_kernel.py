@@ -626,6 +626,15 @@ static void phase_plane_f32(const float* restrict xc, float* restrict plane, int
   }
 }
 
+/* Phase plane q = (c * sh + a) * sw + b of the images from x (channel c of [C, H, W]
+   planes from x on): what phase_plane_f32 builds for it */
+static inline void phase_f32(const float* x, float* plane, int64_t q, int64_t H, int64_t W,
+                             int64_t top, int64_t left, int64_t sh, int64_t sw,
+                             int64_t rows_q, int64_t cols_q) {
+  const int64_t b = q % sw, a = (q / sw) % sh, c = q / (sh * sw);
+  phase_plane_f32(x + c * H * W, plane, a, b, H, W, top, left, sh, sw, rows_q, cols_q);
+}
+
 /* sz: G, C, H, W, top, left, sh, sw, rows_q, cols_q, m, Ho, Wo (one pointer, not 13
    arguments: each costs the Python caller a conversion) */
 int gw_sparse_conv_f32(const float* x, float* y, const int64_t* rowptr, const int64_t* col,
@@ -663,11 +672,9 @@ int gw_sparse_conv_f32(const float* x, float* y, const int64_t* rowptr, const in
       if (rows <= 0) continue;
       float* xq = gw_scratch(1, (size_t)(n * Pin_b) * sizeof(float));
       if (!xq) { failed = 1; continue; }
-      for (int64_t q = 0; q < n; ++q) {  /* phase rows from h0: input rows from h0 * sh */
-        const int64_t b = q % sw, a = (q / sw) % sh, c = q / (sh * sw);
-        phase_plane_f32(x + (g * C + c) * H * W, xq + q * Pin_b, a, b, H, W, top - h0 * sh,
-                        left, sh, sw, rows_b, cols_q);
-      }
+      for (int64_t q = 0; q < n; ++q)  /* phase rows from h0: input rows from h0 * sh */
+        phase_f32(x + g * C * H * W, xq + q * Pin_b, q, H, W, top - h0 * sh, left, sh, sw,
+                  rows_b, cols_q);
       for (int64_t t0 = 0; t0 < rows * cols_q; t0 += 64)
         gw_shift_mix_f32_tile(xq + t0, y + h0 * Wo, rowptr, src, val, bias,
                               res ? res + h0 * Wo : NULL, relu, g, m, 0, m, t0, cols_q, rows,
@@ -680,11 +687,8 @@ int gw_sparse_conv_f32(const float* x, float* y, const int64_t* rowptr, const in
   if (!xq) return 1;
   const int64_t planes = G * n;
   _Pragma("omp parallel for num_threads(threads) schedule(static)")
-  for (int64_t q = 0; q < planes; ++q) {
-    const int64_t b = q % sw, a = (q / sw) % sh, gc = q / (sh * sw);  /* g * C + c */
-    phase_plane_f32(x + gc * H * W, xq + q * Pin, a, b, H, W, top, left, sh, sw, rows_q,
-                    cols_q);
-  }
+  for (int64_t q = 0; q < planes; ++q)  /* the batch's planes as one image's: g * C + c */
+    phase_f32(x, xq + q * Pin, q, H, W, top, left, sh, sw, rows_q, cols_q);
   return gw_shift_mix_f32_tiles(xq, y, rowptr, col, srow, scol, val, bias, res, relu, G, n,
                                 m, Pin, P, cols_q, Ho, Wo, threads);
 }

@@ -403,8 +403,8 @@ def run_point(case: Case, density: float, args, rates: dict, device: torch.devic
             dense(x)
             nfe = {"default": net.nfe, "paper_dense": dense.nfe}
 
-    # inference as a user runs it: evaluation mode (the default path then reuses the
-    # frozen module of its state); training in training mode
+    # inference in evaluation mode (the default path runs its training backend; the
+    # frozen module is graphwire.compile's); training in training mode
     net.eval(), dense.eval()
     infer_t = timed({k: prec.wrap(f) for k, f in infer_fns.items()}, args.infer_repeats, device)
     net.train(), dense.train()

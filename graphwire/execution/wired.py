@@ -13,13 +13,7 @@ from graphwire.errors import ConfigError, SelectionError
 from graphwire.execution.node_ops import NodeOpSpec, make_node_op
 from graphwire.execution.reference import ReferenceExecutor
 from graphwire.graph.channel_graph import MODES, ChannelGraph
-from graphwire.lowering import (
-    AUTO_MAX_FILL,
-    DenseExecutor,
-    InferenceCache,
-    ODESolver,
-    check_features,
-)
+from graphwire.lowering import AUTO_MAX_FILL, DenseExecutor, ODESolver, check_features
 from graphwire.wiring.budget import SharedBudget
 from graphwire.wiring.module import WiredModule
 from graphwire.wiring.rules import WiringRule, make_rule
@@ -52,11 +46,10 @@ class WiredGraph(WiredModule):
     (:class:`~graphwire.execution.ReferenceExecutor`). Outputs and every gradient agree
     to rounding; switch with ``net.backend = "reference"``.
 
-    In evaluation mode without gradients (``net.eval()`` under ``torch.no_grad()`` or
-    ``torch.inference_mode()``), a network on a CPU runs through the frozen module of
-    its current state (:class:`~graphwire.lowering.CompiledGraph`: dead nodes removed,
-    sparse kernels), kept in ``net.inference_cache`` and rebuilt whenever the weights,
-    the mask, the node operations, the steps or the solver change.
+    ``forward`` keeps no state of its own: it runs the chosen backend in training and in
+    evaluation alike, on every device, with or without gradients. Train with this
+    module; for deployment, freeze it into an inference module with
+    :func:`graphwire.compile` (dead nodes removed, channels compacted, sparse kernels).
 
     Args:
         graph: The candidate edges, inputs, outputs and groups.
@@ -91,10 +84,6 @@ class WiredGraph(WiredModule):
         seed: Seed for the edge weights and a random rule's graph; ``None`` uses torch's
             global generator.
         backend: ``"auto"`` (default), ``"dense"`` or ``"reference"``; see above.
-
-    Attributes:
-        inference_cache: The :class:`~graphwire.lowering.InferenceCache` of evaluation
-            calls without gradients.
 
     Example:
         >>> import torch
@@ -161,7 +150,6 @@ class WiredGraph(WiredModule):
         self.dense = DenseExecutor(graph, mode)
         self.reference: ReferenceExecutor | None = None  # built when first selected
         self.backend = backend
-        self.inference_cache = InferenceCache()  # a plain attribute: not in the state dict
 
         # Scopes of the top-k: the edge indices of each scope, computed once.
         if scope == "group":
@@ -310,29 +298,8 @@ class WiredGraph(WiredModule):
             The output nodes' features, ``[B, n_outputs, ...]``, outputs in index order.
         """
         check_features(x, self.inputs.numel(), self.weight, floating=self.weight.dtype)
-        if self._runs_frozen(x):  # evaluation without gradients: the current state, frozen
-            out = self.inference_cache.run(self, x)  # [B, n_out, *F], or None
-            if out is not None:
-                return out
         z0 = self.input_op(x, self.inputs)  # [B, n_in, *F]
         return self.executor(z0, self)  # [B, n_out, *F]
-
-    def _runs_frozen(self, x: Tensor) -> bool:
-        """Whether this call may run the frozen module of the current state.
-
-        Only where it computes what the dense backend computes: evaluation mode (node
-        operations use their running statistics), no gradients, the dense backend,
-        features on a CPU, outside ``torch.compile``. In continuous time the frozen
-        module runs the same solver, keeps an adaptive one's error control over the full
-        state, and counts its function evaluations in :attr:`nfe`.
-        """
-        return not (
-            self.training
-            or torch.is_grad_enabled()
-            or self._backend != "dense"
-            or x.device.type != "cpu"
-            or torch.compiler.is_compiling()
-        )
 
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""

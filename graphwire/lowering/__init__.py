@@ -6,10 +6,8 @@ One room for everything that turns a channel graph into fast tensor code:
   the dense blocks, shared by every path below;
 - :class:`DenseExecutor`: the default backend of :class:`~graphwire.WiredGraph`, which
   trains and infers through dense blocks rebuilt from the edge weights at every call;
-- :class:`CompiledGraph`: the frozen inference module of ``graphwire.compile(mode="eval")``
-  (dead nodes removed, channels compacted, dense or sparse blocks by a cost model), and
-  the :class:`InferenceCache` through which a network in evaluation mode reuses one while
-  its state is unchanged;
+- :class:`CompiledGraph`: the frozen inference module of ``graphwire.compile``
+  (dead nodes removed, channels compacted, dense or sparse blocks by a cost model);
 - the frozen sparse layers (:class:`SparseLinear`, :class:`SparseConv1d`,
   :class:`SparseConv2d`) that ``graphwire.compile`` swaps in for sparsified layers, by
   the cost model :func:`layer_sparse_wins` (:func:`lower_layer`);
@@ -32,7 +30,6 @@ from graphwire.lowering._frozen import (
     SPARSE_MAX_DENSITY,
     CompiledGraph,
     DenseMix,
-    InferenceCache,
     SparseMix,
     sparse_kernel_available,
 )
@@ -70,7 +67,6 @@ __all__ = [
     "CompiledGraph",
     "DenseMix",
     "SparseMix",
-    "InferenceCache",
     "SPARSE_MAX_DENSITY",
     "sparse_kernel_available",
     "SparseLinear",

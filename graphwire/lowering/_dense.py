@@ -281,20 +281,12 @@ class DenseExecutor(nn.Module):
         return w.new_zeros(self.layout.size + 1).scatter_add(0, self.slot, w)
 
     def forward(self, z0: Tensor, module: WiredGraph) -> Tensor:  # noqa: D102
-        w = module.effective_weight()  # [E], once per call
-        sparse = self._sparse_inference(z0, module)
-        if sparse:
-            z0 = z0.contiguous()
-            mixes = self._sparse_mixes(w)
-        else:
-            z0 = _layout(z0)
-            mixes = self._dense_mixes(w)
+        mixes = self._dense_mixes(module.effective_weight())  # once per call
+        z0 = _layout(z0)
         if self.mode == "dag":
-            # inference: a node no output depends on need not run its operation
-            observed = module.graph.reaches_outputs((w != 0).cpu()) if sparse else None
-            return self._run_dag(z0, mixes, module.node_op, observed)
+            return self._run_dag(z0, mixes, module.node_op)
         z_u, z_h, c = self._initial(z0, mixes[1])
-        z_u = z_u if sparse else _layout(z_u)
+        z_u = _layout(z_u)
         lay = self.layout
         if self.mode == "discrete":
             for _ in range(module.steps):
@@ -304,24 +296,6 @@ class DenseExecutor(nn.Module):
         return read_out([z_u, z_h], [0, lay.nu], self.out_pos, self.out_range)
 
     # ------------------------------------------------------------------ blocks
-    def _sparse_inference(self, z0: Tensor, module: WiredGraph) -> bool:
-        """Without gradients on a CPU, sparse blocks may beat dense ones (no training).
-
-        In recurrent modes, not where more than :data:`SPARSE_MAX_DENSITY` of all block
-        entries (``layout.size``) are selected: the blocks would then mostly run dense
-        anyway, after a CSR build of every call (a sort of the selected edges) that costs
-        more than the products it saves. (A DAG keeps the sparse path: it also skips the
-        node operations no output depends on.)
-        """
-        return (
-            (self.mode == "dag" or sum(module.budget) <= SPARSE_MAX_DENSITY * self.layout.size)
-            and not torch.is_grad_enabled()
-            and z0.device.type == "cpu"
-            and z0.dtype in (torch.float32, torch.float64)
-            and not torch.compiler.is_compiling()
-            and _kernel.available()
-        )
-
     def _dense_mixes(self, w: Tensor) -> list:
         """One ``z -> A z`` per block from the ``[E]`` weights ``w``, all dense (differentiable)."""
         flat = self._scatter(w)
@@ -332,31 +306,8 @@ class DenseExecutor(nn.Module):
             for part, (_, rows, cols) in zip(parts, self.block_shapes)
         ]
 
-    def _sparse_mixes(self, w: Tensor) -> list:
-        """One ``z -> A z`` per block from ``w``, each CSR or dense by the cost model."""
-        size = self.layout.size
-        keep = ((w != 0) & (self.slot < size)).nonzero().flatten()
-        slots, order = self.slot[keep].sort()
-        vals = w[keep][order]
-        starts = [base for base, _, _ in self.block_shapes] + [size]
-        bounds = torch.searchsorted(slots, torch.tensor(starts)).tolist()
-        mixes = []
-        for (base, rows, cols), lo, hi in zip(self.block_shapes, bounds, bounds[1:]):
-            local, v = slots[lo:hi] - base, vals[lo:hi]
-            if cols and sparse_wins(hi - lo, rows * cols, w.device, w.dtype):
-                r, col = local // cols, local % cols
-                counts = torch.bincount(r, minlength=rows)
-                rowptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-                mixes.append(_SparseBlock(rowptr, col, v, rows))
-            else:
-                block = w.new_zeros(rows * cols).index_put_((local,), v).view(rows, cols)
-                mixes.append(_DenseBlock(block, frozen=True))
-        return mixes
-
     # ------------------------------------------------------------------ modes
-    def _run_dag(
-        self, z0: Tensor, mixes: list, node_op: nn.Module, observed: Tensor | None = None
-    ) -> Tensor:
+    def _run_dag(self, z0: Tensor, mixes: list, node_op: nn.Module) -> Tensor:
         pieces, offsets = [z0], [0]  # node features in layout order, one piece per stage
         for stage, block in zip(self.layout.stages, mixes):
             if stage.cols:
@@ -365,7 +316,7 @@ class DenseExecutor(nn.Module):
             else:
                 inp = z0.new_zeros(z0.shape[0], stage.rows, *z0.shape[2:])
             nodes = self.order[stage.start : stage.start + stage.rows]
-            pieces.append(_apply_observed(node_op, inp, nodes, observed))
+            pieces.append(node_op(inp, nodes))
             offsets.append(stage.start)
         return read_out(pieces, offsets, self.out_pos, self.out_range)
 
@@ -395,27 +346,6 @@ class DenseExecutor(nn.Module):
         return f"mode={self.mode!r}, dense entries={self.layout.size}"
 
 
-def _apply_observed(node_op, inp: Tensor, nodes: Tensor, observed: Tensor | None) -> Tensor:
-    """``node_op(inp, nodes)``, run only on the ``observed`` nodes (zeros elsewhere).
-
-    A node no output depends on is read only by nodes no output depends on, so its value
-    never reaches the result; skipping its operation changes nothing observable.
-    """
-    if observed is None:
-        return node_op(inp, nodes)
-    keep = observed[nodes.cpu()]
-    if bool(keep.all()):
-        return node_op(inp, nodes)
-    idx = keep.nonzero().flatten()
-    if idx.numel() == 0:  # run one node for the output's shape, keep none of it
-        out = node_op(inp[:, :1], nodes[:1])
-        return out.new_zeros(out.shape[0], nodes.numel(), *out.shape[2:])
-    idx = idx.to(inp.device)
-    out = node_op(inp.index_select(1, idx), nodes[idx])  # [B, kept, *F']
-    full = out.new_zeros(out.shape[0], nodes.numel(), *out.shape[2:])
-    return full.index_copy(1, idx, out)
-
-
 class _DenseBlock:
     """``z -> A z`` for a dense block ``A`` (``[rows, cols]``).
 
@@ -431,16 +361,3 @@ class _DenseBlock:
 
     def tensors(self) -> tuple[Tensor, ...]:
         return (self.a,)
-
-
-class _SparseBlock:
-    """``z -> A z`` for a CSR block (inference only)."""
-
-    def __init__(self, rowptr: Tensor, col: Tensor, val: Tensor, rows: int) -> None:
-        self.rowptr, self.col, self.val, self.rows = rowptr, col, val, rows
-
-    def __call__(self, z: Tensor) -> Tensor:
-        return csr_mix(z, self.rowptr, self.col, self.val, self.rows)
-
-    def tensors(self) -> tuple[Tensor, ...]:
-        return (self.val,)

@@ -11,12 +11,11 @@ in buffers and plain attributes, it saves and loads with ``state_dict``, runs un
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from graphwire._native import PackedMask, same_bytes, same_bytes_at
 from graphwire.errors import ConfigError, GraphError, ReachabilityError
 from graphwire.lowering import _kernel
 from graphwire.lowering._checks import check_features
@@ -32,12 +31,11 @@ from graphwire.lowering._dense import (
 )
 from graphwire.lowering._dynamics import ScaledRMS, held_dynamics, integrate
 from graphwire.lowering._layout import dag_layout, recurrent_layout
-from graphwire.wiring.rules import WiringRule
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwire.execution.wired import WiredGraph
 
-__all__ = ["CompiledGraph", "DenseMix", "SparseMix", "SPARSE_MAX_DENSITY", "InferenceCache"]
+__all__ = ["CompiledGraph", "DenseMix", "SparseMix", "SPARSE_MAX_DENSITY"]
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -197,6 +195,7 @@ class CompiledGraph(nn.Module):
         mask = wired.edge_mask.detach().cpu().bool()
         _check_compilable(wired, mask)
         self.mode, self.num_inputs = mode, graph.inputs.numel()
+        self.nfe = 0  # continuous time's function evaluations so far
         device = wired.weight.device
         weight = wired.effective_weight().detach().cpu()  # blocks are built on the CPU
         adaptive = mode == "continuous" and wired.solver.adaptive
@@ -282,13 +281,6 @@ class CompiledGraph(nn.Module):
         """
         like = next(b for b in self.buffers() if b.is_floating_point())
         check_features(x, self.num_inputs, like, floating=like.dtype)
-        return self._run(x)
-
-    def _run(self, x: Tensor, counter: Any = None) -> Tensor:
-        """:meth:`forward` without the input check (its caller made it).
-
-        ``counter.nfe`` (when given) counts continuous time's function evaluations.
-        """
         if not self.all_inputs:
             x = x.index_select(1, self.in_idx)  # inputs that still matter
         z0 = self.input_op(x, self.in_nodes).contiguous()  # [B, n_in', *F]
@@ -300,7 +292,7 @@ class CompiledGraph(nn.Module):
                 z_u = self._step(z_u, c)
         else:
             z = torch.cat([z_u, z_h], dim=1) if self.nh else z_u
-            dynamics = held_dynamics(lambda zu: self._step(zu, c), self.nu, counter)
+            dynamics = held_dynamics(lambda zu: self._step(zu, c), self.nu, self)
             z_u = integrate(dynamics, z, self.solver, options=self.solver_options)[:, : self.nu]
         return read_out([z_u, z_h], [0, self.nu], self.out_pos, self.out_range)
 
@@ -349,188 +341,3 @@ def _check_compilable(wired: WiredGraph, mask: Tensor) -> None:
             f"(e.g. {graph.outputs[:5].tolist()}) is reachable from the inputs under the "
             "current selection, so the network ignores its data. Train longer or raise k."
         )
-
-
-def _copy(t: Tensor) -> Tensor | PackedMask:
-    """The inference cache's copy of ``t``: large boolean masks as packed bits."""
-    return PackedMask(t) if PackedMask.usable(t) else t.detach().clone()
-
-
-def _tensors(module: nn.Module) -> list[Tensor]:
-    """The parameters and buffers of ``module`` and its submodules, in one fixed order."""
-    out: list[Tensor] = []
-    stack = [module]
-    while stack:
-        m = stack.pop()
-        out += [t for t in m._parameters.values() if t is not None]
-        out += [t for t in m._buffers.values() if t is not None]
-        stack += [c for c in reversed(m._modules.values()) if c is not None]
-    return out
-
-
-def _plain(value: Any) -> Any:
-    """``value``, with a tensor replaced by its dtype, shape and values (for ``==``)."""
-    if isinstance(value, Tensor):
-        return ("tensor", value.dtype, tuple(value.shape), tuple(value.flatten().tolist()))
-    return value
-
-
-def _same(kept: Tensor | PackedMask, t: Tensor) -> bool:
-    """Whether ``t`` still equals the cache's copy ``kept`` of it, bitwise."""
-    return kept.same(t) if isinstance(kept, PackedMask) else same_bytes(kept, t)
-
-
-class InferenceCache:
-    """The frozen module of a wired graph's current state, rebuilt only when that changes.
-
-    :class:`~graphwire.WiredGraph` keeps one: in evaluation mode without gradients, on a
-    CPU, a network runs through a :class:`CompiledGraph` of its current state (dead
-    nodes removed, channels compacted), built at the first such call and reused while
-    nothing it depends on has changed. The check is exact and needs no hooks: every call
-    compares the graph's own parameters and buffers (the mask and any tensor a rule
-    registered on it), the input and node operations' parameters and buffers, the
-    number of steps and the ODE solver's options with those the frozen module was built
-    from (tensors bitwise, large masks by truth value),
-    so an in-place edit, a re-selection, an optimizer step, loading a state dict or a move to
-    another dtype all rebuild it. Of the edge weights, only the selected ones are
-    compared where the rule keeps the base
-    :meth:`~graphwire.wiring.WiringRule.effective_weight` (the weight
-    where selected, zero elsewhere: the forward pass reads no other); a rule with its own
-    has every weight compared. A custom rule whose effective weights depend on state
-    it keeps outside tensors registered on the module is not seen: call
-    ``net.inference_cache.clear()`` after changing it. The cache is a plain attribute:
-    it is neither a submodule nor in the state dict.
-
-    Attributes:
-        builds: Frozen modules built so far.
-
-    Example:
-        >>> import torch
-        >>> from graphwire import WiredGraph
-        >>> from graphwire.graph import layered_dag
-        >>> net = WiredGraph(layered_dag([4, 8, 2]), node_op="relu", density=0.5, seed=0).eval()
-        >>> with torch.no_grad():
-        ...     _ = net(torch.randn(3, 4)); _ = net(torch.randn(3, 4))
-        >>> net.inference_cache.builds
-        1
-        >>> with torch.no_grad():
-        ...     _ = net.weight.mul_(2); _ = net(torch.randn(3, 4))
-        >>> net.inference_cache.builds
-        2
-    """
-
-    def __init__(self) -> None:
-        self.builds = 0
-        self._key: tuple[Tensor | PackedMask, ...] | None = None  # copies (masks packed)
-        self._config: tuple | None = None  # steps, and the solver in continuous time
-        self._selected: Tensor | None = None  # [S] positions of the selected edges
-        self._selected_weight: Tensor | None = None  # [S] their weights
-        self._frozen: CompiledGraph | None = None
-
-    # the wired graph's structural buffers, fixed when it is built; the frozen module
-    # depends on them, but they are not compared at every call
-    _STRUCTURE = ("edge_index", "inputs")
-
-    # the selected weights are gathered and compared (not the whole weight) where at
-    # most this fraction of edges is selected: beyond it one pass over the weight and its
-    # copy reads less than the gather's positions, weights and copy
-    _GATHER_MAX_FRACTION = 0.125
-
-    @staticmethod
-    def _masks_weight(wired: WiredGraph) -> bool:
-        """Whether the effective weights are the weights where selected (the base rule's).
-
-        The frozen module then depends on the weights of the selected edges only; a rule
-        with its own ``effective_weight`` has every weight compared.
-        """
-        return type(wired.rule).effective_weight is WiringRule.effective_weight
-
-    @classmethod
-    def _state(cls, wired: WiredGraph, gather: bool) -> tuple[Tensor, ...]:
-        """Every tensor compared whole at each call.
-
-        The graph's own parameters and buffers (the mask, any a rule registered, and the
-        edge weights unless ``gather``: then only the selected ones are compared) and its
-        operations'.
-        """
-        skip = (*cls._STRUCTURE, "weight") if gather else cls._STRUCTURE
-        # the module dicts themselves: named_parameters() and parameters() cost tens of
-        # microseconds per call on cold caches, and this runs at every call
-        own = [
-            t
-            for name, t in (*wired._parameters.items(), *wired._buffers.items())
-            if t is not None and name not in skip
-        ]
-        return (*own, *_tensors(wired.input_op), *_tensors(wired.node_op))
-
-    @staticmethod
-    def _configuration(wired: WiredGraph) -> tuple:
-        """The graph's settings outside tensors, as plain values that compare with ``==``.
-
-        The steps, and in continuous time the solver's fields and options (a tensor
-        option such as ``jump_t`` by dtype, shape and values).
-        """
-        if wired.mode != "continuous":
-            return (wired.steps,)
-        solver = wired.solver
-        options = tuple(sorted((k, _plain(v)) for k, v in solver.options.items()))
-        fields = (solver.method, solver.rtol, solver.atol, solver.t1, solver.adjoint)
-        return (wired.steps, *fields, options)
-
-    def _matches(self, wired: WiredGraph, key: tuple[Tensor, ...]) -> bool:
-        old = self._key
-        if old is None or self._config != self._configuration(wired) or len(old) != len(key):
-            return False
-        if not all(_same(a, b) for a, b in zip(old, key)):
-            return False  # the mask is in key: below, the selection is the one built from
-        if self._selected is None:
-            return True
-        weight = wired.weight.detach()
-        if weight.device != self._selected.device or not self._masks_weight(wired):
-            return False
-        return same_bytes_at(weight, self._selected, self._selected_weight)
-
-    @torch.no_grad()
-    def get(self, wired: WiredGraph) -> CompiledGraph | None:
-        """The frozen module of ``wired``'s current state; ``None`` where it cannot be built.
-
-        A state that cannot be frozen (an empty selection, or no output reachable from
-        the inputs) returns ``None``, and the caller runs the dense backend as usual.
-        """
-        key = self._state(wired, gather=self._selected is not None)
-        if not self._matches(wired, key):
-            weight = wired.weight.detach()
-            selected = wired.edge_mask.to(weight.device).nonzero().flatten()
-            gather = (
-                self._masks_weight(wired)
-                and selected.numel() <= self._GATHER_MAX_FRACTION * weight.numel()
-            )
-            self._selected = selected if gather else None
-            self._selected_weight = weight.index_select(0, selected) if gather else None
-            key = self._state(wired, gather=gather)
-            self._key = tuple(_copy(t) for t in key)
-            self._config = self._configuration(wired)
-            self.builds += 1
-            try:
-                self._frozen = CompiledGraph(wired)
-            except GraphError:
-                self._frozen = None
-        return self._frozen
-
-    def run(self, wired: WiredGraph, x: Tensor) -> Tensor | None:
-        """``wired``'s output for ``x`` by the frozen module, or ``None`` where it cannot be built.
-
-        The caller has checked ``x`` (:func:`check_features`): it is not checked again.
-        """
-        frozen = self.get(wired)
-        # continuous time's function evaluations count on the dense backend, which the
-        # call replaces (``wired.nfe`` reads them there)
-        return None if frozen is None else frozen._run(x, counter=wired.dense)
-
-    def clear(self) -> None:
-        """Drop the frozen module (the next eligible call rebuilds it)."""
-        self._key = self._frozen = self._config = None
-        self._selected = self._selected_weight = None
-
-    def __repr__(self) -> str:
-        return f"InferenceCache(builds={self.builds}, holds={self._frozen is not None})"

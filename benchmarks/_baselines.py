@@ -13,7 +13,7 @@ All of them take their weights, selection and node operations from one
 2. :func:`pruned_layer`: a plain ``nn.Conv2d`` / ``nn.Linear`` on a single layer's own
    channels, masked by ``torch.nn.utils.prune`` (what a pruning user runs).
 3. :class:`TorchCSR` (with :func:`torch_csr_model`): the compacted model of
-   ``graphwire.compile(kernel="dense")`` with every block a ``torch.sparse`` CSR matrix
+   ``graphwire.freeze(kernel="dense")`` with every block a ``torch.sparse`` CSR matrix
    multiplied by ``torch.sparse.mm``.
 
 The fourth baseline, message passing, is graphwire's own reference backend.
@@ -31,9 +31,27 @@ from torch import Tensor, nn
 
 import graphwire
 from graphwire import WiredGraph
-from graphwire.lowering import DenseMix, dag_stages, recurrent_layout
 
 __all__ = ["PaperDense", "pruned_layer", "TorchCSR", "torch_csr_model"]
+
+
+def topological_stages(graph: graphwire.ChannelGraph) -> list[Tensor]:
+    """The DAG's non-input nodes by topological stage, as the paper's baseline runs them.
+
+    Stage 0 holds the first generation after the sources with the sources that are not
+    inputs (they read nothing, so they are zero when it runs); then one stage per later
+    generation.
+    """
+    gens = list(graph.generations)
+    first = gens[0][~torch.isin(gens[0], graph.inputs)]
+    stages = [torch.cat([first, gens[1]]).sort().values if len(gens) > 1 else first]
+    return [s for s in stages + gens[2:] if s.numel()]
+
+
+def updated_nodes(graph: graphwire.ChannelGraph) -> Tensor:
+    """The nodes a recurrent step updates: every non-input, and inputs with in-edges."""
+    held = graph.inputs[graph.in_degree[graph.inputs] == 0]
+    return torch.arange(graph.num_nodes)[~torch.isin(torch.arange(graph.num_nodes), held)]
 
 
 class PaperDense(nn.Module):
@@ -53,7 +71,7 @@ class PaperDense(nn.Module):
         g, n = net.graph, net.graph.num_nodes
         self.mode, self.steps, self.solver = net.mode, net.steps, net.solver
         if net.mode == "dag":
-            stages = dag_stages(g)
+            stages = topological_stages(g)
             order = torch.cat([g.inputs, *stages])
             if order.numel() != n:
                 raise ValueError("every node must be an input or in a topological stage")
@@ -62,7 +80,7 @@ class PaperDense(nn.Module):
                 self.bounds.append(self.bounds[-1] + s.numel())
         else:
             order = torch.arange(n)
-            updated = recurrent_layout(g).updated
+            updated = updated_nodes(g)
             self.all_updated = updated.numel() == n
             self.register_buffer("updated", updated.clone())
             self.register_buffer("held", torch.isin(torch.arange(n), updated, invert=True))
@@ -189,14 +207,15 @@ class TorchCSR(nn.Module):
 
 
 def torch_csr_model(net: WiredGraph) -> nn.Module:
-    """Baseline 3b: ``graphwire.compile(net, kernel="dense")`` with every block CSR.
+    """Baseline 3b: ``graphwire.freeze(net, kernel="dense")`` with every block CSR.
 
     The compacted structure (dead nodes removed) is graphwire's; only the block
-    products change, to ``torch.sparse.mm``, so the row isolates the kernel.
+    products change, to ``torch.sparse.mm``, so the row isolates the kernel. (The frozen
+    graph's dense blocks are its children with a ``weight`` buffer.)
     """
-    frozen = graphwire.compile(net, kernel="dense")
+    frozen = graphwire.freeze(net, kernel="dense")
     for parent in list(frozen.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, DenseMix):
+            if isinstance(getattr(child, "weight", None), Tensor):
                 setattr(parent, name, TorchCSR(child.weight))
     return frozen

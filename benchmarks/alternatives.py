@@ -30,7 +30,8 @@ from benchmarks._common import (
     run_jobs,
     write_results,
 )
-from graphwire.training import Trainer, init_distributed, load_checkpoint
+from graphwire import Trainer
+from graphwire.training import init_distributed, load_checkpoint
 
 RULES = ("random", "dnw_no_update", "targeted_dropout", "fine_tune", "lottery", "dnw")
 

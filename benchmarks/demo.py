@@ -27,7 +27,7 @@ from benchmarks import small_scale
 from benchmarks._baselines import PaperDense
 from benchmarks._common import Timer, markdown_table, set_threads
 from graphwire import WiredGraph
-from graphwire.lowering import CompiledGraph
+from graphwire.export import FrozenGraph as CompiledGraph
 from graphwire.training import init_distributed
 
 #: Where the recorded copy of the demo's results lives in the repository (MNIST-1D, the
@@ -94,7 +94,7 @@ def compile_best(
         "edges": best["edges"],
     }
     set_threads(torch.get_num_threads())
-    compiled = graphwire.compile(model)
+    compiled = graphwire.freeze(model)
     dense = _paper_dense(model)
     with torch.inference_mode():
         ref, out = dense(x), compiled(x)
@@ -109,7 +109,7 @@ def compile_best(
     report["dropped_nodes"] = sum(m.dropped_nodes for m in frozen)
     # the baselines: the paper's dense masked network (baseline 1), and the compacted dense
     # model (the frozen module with dense products only: what compaction alone buys)
-    compact = graphwire.compile(model, kernel="dense")
+    compact = graphwire.freeze(model, kernel="dense")
     times = _time_interleaved([dense, compact, compiled], x)
     report["paper_dense_ms"], report["compacted_dense_ms"], report["compiled_ms"] = times
     report["speedup_vs_paper_dense"] = report["paper_dense_ms"] / report["compiled_ms"]

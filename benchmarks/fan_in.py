@@ -2,9 +2,8 @@
 
 A rule with ``fan_in="constant"`` (every node, every output channel of a layer, keeps
 the same number of incoming edges) gives sparse weights whose rows all have one length.
-``graphwire.compile`` then keeps them in ELL form as well as CSR
-(:func:`graphwire.lowering.ell_layout`), and vector inputs of at most
-:data:`graphwire.lowering.ELL_MAX_ROWS` rows run the row-major ELL kernel
+``graphwire.freeze`` then keeps them in ELL form as well as CSR, and vector inputs of at
+most ``ELL_MAX_ROWS`` (8) rows run the row-major ELL kernel
 ``graphwire::ell_mix`` instead of the CSR kernel, which tiles 64 input rows at a time.
 
 The suite times, on the same weights and inputs in one process (medians over
@@ -13,12 +12,12 @@ interleaved repeats after one warm-up call each, under ``torch.inference_mode``)
 1. ``layers``: one linear layer of constant fan-in (128 -> 512, 512 -> 128,
    1024 -> 1024, 4096 -> 1024; 5, 10 and 20% of weights) at 1, 4, 16 and 128 input rows:
    ``dense`` (the plain ``nn.Linear`` holding the zeros, baseline 2 of the speed suite),
-   ``csr`` (:class:`~graphwire.lowering.SparseLinear` with its ELL form switched off)
+   ``csr`` (:class:`~graphwire.export.SparseLinear` with its ELL form switched off)
    and ``ell`` (the same module as compiled);
 2. ``models``: an MLP 1024 -> 1024 -> 1024 -> 10 after ``sparsify`` at 5% and the speed
    suite's 800-node vector DAG at 5 and 10%, each trained by no step (the first top-k)
    with ``DNW()`` and with ``DNW(fan_in="constant")``, compiled, at batch 1, 4 and 64:
-   ``dense`` (``graphwire.compile(..., kernel="dense")`` of the constant fan-in network:
+   ``dense`` (``graphwire.freeze(..., kernel="dense")`` of the constant fan-in network:
    the compacted dense model, baseline 3), ``compiled_any`` and ``compiled_constant``.
 
 Results: ``results.json``, ``results.md`` and ``time_vs_rows.png`` in ``--out``.
@@ -37,12 +36,15 @@ import graphwire
 from benchmarks._common import machine_info, set_threads, write_results
 from benchmarks.speed import machine, timed
 from graphwire import WiredGraph
+from graphwire.export import SparseLinear
 from graphwire.graph import layered_dag
 from graphwire.layers import sparsify
-from graphwire.lowering import ELL_MAX_ROWS, SparseLinear
 from graphwire.wiring import DNW
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "fan_in"
+#: graphwire's switch point: inputs of at most this many rows run the ELL kernel (a
+#: tuning constant of the library, kept private there; the plot marks it).
+ELL_MAX_ROWS = 8
 COLUMNS = ["part", "case", "density", "rows", "method", "median_us", "speedup_vs_dense"]
 
 
@@ -132,9 +134,9 @@ def model_rows(args) -> list[dict]:
     for name, density, build, width in _models(args):
         constant = build(DNW(fan_in="constant")).eval()
         compiled = {
-            "dense": graphwire.compile(constant, kernel="dense"),
-            "compiled_any": graphwire.compile(build(DNW()).eval()),
-            "compiled_constant": graphwire.compile(constant),
+            "dense": graphwire.freeze(constant, kernel="dense"),
+            "compiled_any": graphwire.freeze(build(DNW()).eval()),
+            "compiled_constant": graphwire.freeze(constant),
         }
         for batch in batches:
             x = torch.randn(batch, width, generator=torch.Generator().manual_seed(batch))

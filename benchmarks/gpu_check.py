@@ -119,7 +119,7 @@ def equivalence_check(device: torch.device) -> dict:
                 worst["edge_gradients"], float((g_fast - g_ref).abs().max())
             )
             with torch.inference_mode():
-                frozen = graphwire.compile(net)(x)
+                frozen = graphwire.freeze(net)(x)
             worst["frozen_outputs"] = max(
                 worst["frozen_outputs"], float((frozen - y_ref).abs().max())
             )
@@ -319,8 +319,8 @@ def data_path_check(device: torch.device, quick: bool) -> dict:
     ``graphwire.training.load_dataset("cifar10", folder)`` goes through
     ``torchvision.datasets.CIFAR10``, which checks every file's MD5 against the
     original archive's, so it rejects any written folder; that outcome is recorded. The
-    rest of the path (torchvision's reading of the batches, graphwire's augmentation and
-    ``make_loader`` with workers and pinned memory, a training step on the device) then
+    rest of the path (torchvision's reading of the batches, the usual augmentation, a
+    loader with workers and pinned memory, a training step on the device) then
     runs on a subclass of torchvision's class that only skips the checksum.
     """
     import importlib.util
@@ -330,7 +330,7 @@ def data_path_check(device: torch.device, quick: bool) -> dict:
     import torchvision
 
     from graphwire import DataError, DNWOptimizer
-    from graphwire.training import CIFAR_MEAN, CIFAR_STD, load_dataset, make_loader
+    from graphwire.training import load_dataset
     from models import create_model
 
     class WrittenCIFAR10(torchvision.datasets.CIFAR10):
@@ -355,12 +355,14 @@ def data_path_check(device: torch.device, quick: bool) -> dict:
         except (RuntimeError, DataError) as err:
             out["load_dataset"] = f"rejected by torchvision: {err}"[:160]
         t = torchvision.transforms
-        norm = t.Normalize(CIFAR_MEAN, CIFAR_STD)
+        norm = t.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))  # CIFAR-10
         train_tf = t.Compose(
             [t.RandomCrop(32, padding=4), t.RandomHorizontalFlip(), t.ToTensor(), norm]
         )
         train = WrittenCIFAR10(tmp, train=True, transform=train_tf)
-        loader = make_loader(train, 8 if quick else 128, train=True, seed=0, num_workers=2)
+        loader = torch.utils.data.DataLoader(
+            train, 8 if quick else 128, shuffle=True, num_workers=2, pin_memory=True
+        )
         size = dict(num_nodes=48, k=200, stem_channels=8, readout=8) if quick else {}
         model = create_model("tiny_static", seed=0, **size).to(device)
         opt = DNWOptimizer(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))

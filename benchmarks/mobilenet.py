@@ -23,7 +23,8 @@ from benchmarks._common import (
     plot_paper_vs_ours,
     write_results,
 )
-from graphwire.training import Trainer, init_distributed
+from graphwire import Trainer
+from graphwire.training import init_distributed
 
 #: The paper's Table 1: model -> (params in M, multiply-adds in M, top-1).
 PAPER = {

@@ -35,7 +35,8 @@ from benchmarks._common import (
     run_jobs,
     write_results,
 )
-from graphwire.training import Trainer, init_distributed
+from graphwire import Trainer
+from graphwire.training import init_distributed
 from graphwire.wiring import GMP, SET, L1Anneal, RigL, WiringRule
 
 #: The models: the three tiny classifiers of small-scale and the sparsified ResNet.

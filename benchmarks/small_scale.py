@@ -40,16 +40,8 @@ from benchmarks._common import (
     run_jobs,
     write_results,
 )
-from graphwire.training import (
-    DataSplits,
-    OptimizerConfig,
-    ScheduleConfig,
-    TrainConfig,
-    Trainer,
-    init_distributed,
-    load_checkpoint,
-    load_dataset,
-)
+from graphwire import OptimizerConfig, ScheduleConfig, TrainConfig, Trainer
+from graphwire.training import DataSplits, init_distributed, load_checkpoint, load_dataset
 
 SETTINGS = ("static", "discrete", "continuous")
 #: Settings run only when asked (``--settings rnn``): the graph RNN of the zoo, reading the
@@ -510,13 +502,12 @@ def dataset_notes(dataset: str, prof: Profile) -> list[str]:
         return []
     from importlib.metadata import PackageNotFoundError, version
 
-    from graphwire.training.data import MNIST1D_ARGS
-
     try:
         package = f"mnist1d {version('mnist1d')}"
     except PackageNotFoundError:  # pragma: no cover - the loader needs the package
         package = "mnist1d (version unknown)"
-    args = {**MNIST1D_ARGS, **prof.dataset}
+    args = dict(load_dataset("mnist1d", **prof.dataset).source)  # what generated the data
+    args.pop("generator", None)
     n = args["num_samples"]
     n_train = int(n * args["train_split"])
     return [

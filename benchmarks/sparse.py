@@ -25,7 +25,8 @@ from benchmarks._common import (
     run_jobs,
     write_results,
 )
-from graphwire.training import Trainer, init_distributed
+from graphwire import Trainer
+from graphwire.training import init_distributed
 
 #: The paper's sparse ResNet-50 top-1: kept fraction -> (DNW, DNW with first layer dense).
 PAPER = {0.1: (74.0, 75.0), 0.2: (76.2, 76.6), 0.3: (76.9, 77.1), 1.0: (77.5, None)}

@@ -7,14 +7,15 @@ the suite times (medians over interleaved repeats after one warm-up call each, u
 1. ``dense``: the network as built, every weight used (``sparse=False``): the baseline
    of the issue's targets;
    ``dense_folded``: the same with its BatchNorms folded into the convolutions
-   (:func:`graphwire.export.fold_batchnorms`, as ``torch.fx``'s ``fuse`` does), which a
+   (by ``torch.fx.experimental.optimization.fuse``; a network that does not trace
+   keeps them), which a
    user shipping the dense network for inference would do; the compiled network folds
    them too, so ``speedup_vs_dense_folded`` is its gain from sparsity alone;
 2. ``masked``: the network after :func:`graphwire.layers.sparsify` (DNW, one uniform rate
    per layer, first layer dense, as in the paper's ResNet-50 runs), uncompiled: each
    wired layer multiplies its full weight by its mask, as mask-based sparse training
    libraries do;
-3. ``compiled``: ``graphwire.compile(masked)``: wired layers frozen, dead channels
+3. ``compiled``: ``graphwire.freeze(masked)``: wired layers frozen, dead channels
    compacted across layers, each layer run as a dense product or a sparse kernel.
 
 Networks: ResNet-50 at 224 x 224 (``models.resnet50``), the CIFAR ResNet-20 at 32 x 32
@@ -53,7 +54,6 @@ from torch import nn
 import graphwire
 from benchmarks._common import set_threads
 from benchmarks.speed import machine, matmul_rate, timed
-from graphwire.export import fold_batchnorms
 from graphwire.layers import sparsify
 from models.resnet import resnet50, resnet_cifar
 
@@ -146,18 +146,31 @@ def live_macs(model: nn.Module, example: tuple[int, ...]) -> float | None:
         return None
 
 
+def fold_batchnorms(model: nn.Module) -> nn.Module:
+    """``model`` with its BatchNorms folded into the convolutions, by torch's own pass.
+
+    ``torch.fx.experimental.optimization.fuse`` traces the model; one that does not trace
+    (or has nothing to fold) comes back as a copy.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(model, inplace=False)
+    except Exception:  # noqa: BLE001  (tracing failed: ship it as it is)
+        return copy.deepcopy(model)
+
+
 def run_network(net: Net, args, rate: float, device: torch.device) -> list[dict]:
     """Every density and batch size of one network: result rows."""
     torch.manual_seed(0)
     dense = net.build().to(device).eval()
-    folded = copy.deepcopy(dense)  # what a user would ship: BatchNorms folded
-    fold_batchnorms(folded)
+    folded = fold_batchnorms(dense)  # what a user would ship
     dense_macs = live_macs(dense, net.example)
     rows = []
     for density in args.densities:
         masked = sparsify(dense, density=density, rule="dnw", keep_first_dense=True, seed=0)
         masked = masked.to(device).eval()
-        compiled = graphwire.compile(masked)
+        compiled = graphwire.freeze(masked)
         report = getattr(compiled, "compaction_report", None)
         macs = {
             "dense": dense_macs,

@@ -12,7 +12,7 @@ inference timings of the points, whose calls take milliseconds; CUDA synchronise
   inference and training (forward, backward, SGD step, re-selection);
 - ``pruned`` (baseline 2, single layers only): ``nn.Conv2d`` / ``nn.Linear`` on the
   layer's own channels under ``torch.nn.utils.prune``, inference;
-- ``compiled_dense`` (baseline 3): ``graphwire.compile(net, kernel="dense")``, the
+- ``compiled_dense`` (baseline 3): ``graphwire.freeze(net, kernel="dense")``, the
   compacted model (dead nodes removed, channels compacted) with dense products only;
   and ``torch_csr`` (baseline 3b): the same compacted model with every block a
   ``torch.sparse`` CSR matrix (``torch.sparse.mm``), inference;
@@ -20,7 +20,7 @@ inference timings of the points, whose calls take milliseconds; CUDA synchronise
   scale;
 - ``default``: ``WiredGraph`` as built (no compile call), inference under
   ``torch.inference_mode`` and training through :class:`~graphwire.DNWOptimizer`;
-- ``compiled_eval``: ``graphwire.compile(net)`` (dense or sparse blocks by its cost
+- ``compiled_eval``: ``graphwire.freeze(net)`` (dense or sparse blocks by its cost
   model), inference.
 
 Each row names the baseline of its ratio. The suite measures the machine's float32
@@ -48,11 +48,10 @@ import torch
 from torch import nn
 
 import graphwire
-from benchmarks._baselines import PaperDense, pruned_layer, torch_csr_model
+from benchmarks._baselines import PaperDense, pruned_layer, torch_csr_model, updated_nodes
 from graphwire import DNWOptimizer, ReachabilityError, WiredGraph
+from graphwire.export import kernel_info
 from graphwire.graph import complete_digraph, layered_dag
-from graphwire.lowering import sparse_kernel_available
-from graphwire.wiring import select_topk
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "speed"
 DENSITIES = (0.01, 0.05, 0.10, 0.30)
@@ -67,7 +66,7 @@ MEMORY_SLACK = 0.02
 BASELINES = {
     "paper_dense": "baseline 1: the paper's dense [N, N] masked weight",
     "pruned": "baseline 2: torch.nn.utils.prune on the layer's own Conv2d / Linear",
-    "compiled_dense": 'baseline 3: compacted dense model, graphwire.compile(kernel="dense")',
+    "compiled_dense": 'baseline 3: compacted dense model, graphwire.freeze(kernel="dense")',
     "torch_csr": "baseline 3b: the compacted model with torch.sparse CSR blocks",
     "reference": "baseline 4: message passing (backend='reference')",
 }
@@ -280,7 +279,7 @@ def machine(device: torch.device) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
-        "sparse_kernel": sparse_kernel_available(),
+        "sparse_kernel": kernel_info()["available"],
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -333,8 +332,8 @@ def run_point(case: Case, density: float, args, rates: dict, device: torch.devic
     x = torch.randn(case.batch, graph.inputs.numel(), *case.features, device=device)
     dense = PaperDense(net).to(device)
     try:
-        frozen = graphwire.compile(net)
-        compacted = graphwire.compile(net, kernel="dense")
+        frozen = graphwire.freeze(net)
+        compacted = graphwire.freeze(net, kernel="dense")
         csr = torch_csr_model(net)
     except ReachabilityError:  # so sparse that no output sees the data: nothing to run
         frozen = compacted = csr = None
@@ -498,13 +497,13 @@ def trained_static_point(args, rates: dict, device: torch.device) -> dict:
     embedded digits upscaled to 32 x 32; its graph is then compiled with the cost model
     and with dense blocks only, and each is timed on the stem's features of a batch.
     """
-    from graphwire.training import load_digits
+    from graphwire.training import load_dataset
     from models import create_model
 
     prec = Precision(args.precision, device)
     size = dict(num_nodes=80, k=600, stem_channels=8, readout=8) if args.quick else {}
     model = create_model("tiny_static", in_channels=1, seed=0, **size).to(device)
-    data = load_digits(upscale=4).train
+    data = load_dataset("digits", upscale=4).train
     gen = torch.Generator().manual_seed(0)
     opt = DNWOptimizer(
         model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -527,8 +526,8 @@ def trained_static_point(args, rates: dict, device: torch.device) -> dict:
     with torch.no_grad():
         z = model.stem(data.tensors[0][:batch].to(device))
     methods = {
-        "compiled_eval": graphwire.compile(net),
-        "compiled_dense": graphwire.compile(net, kernel="dense"),
+        "compiled_eval": graphwire.freeze(net),
+        "compiled_dense": graphwire.freeze(net, kernel="dense"),
         "torch_csr": torch_csr_model(net),
         "default": net,
         "paper_dense": PaperDense(net).to(device),
@@ -576,10 +575,8 @@ def selection_point(args, device: torch.device) -> dict:
         net(x).sum().backward()
         opt.step()
 
-    scores = net.weight.detach().abs()
     times = timed(
         {
-            "select_topk": lambda: select_topk(scores, net.budget),
             "reselect": net.reselect,
             "train_step": step,
         },
@@ -591,7 +588,6 @@ def selection_point(args, device: torch.device) -> dict:
         "selected": int(net.mask().sum()),
         "batch": x.shape[0],
         "features": [8, 8],
-        "select_topk_ms": times["select_topk"] * 1e3,
         "reselect_ms": times["reselect"] * 1e3,
         "train_step_ms": times["train_step"] * 1e3,
         "selection_share_of_step": times["reselect"] / times["train_step"],
@@ -612,10 +608,14 @@ def sparse_candidates(n: int, fan_in: int, n_in: int, n_out: int, seed: int = 0)
     return graphwire.ChannelGraph(pairs, n, inputs=range(n_in), outputs=range(n - n_out, n))
 
 
+def recurrent_fill(graph: graphwire.ChannelGraph) -> float:
+    """Entries of a recurrent graph's dense blocks (``[n_u, n_u + n_h]``) per candidate edge."""
+    nu = updated_nodes(graph).numel()
+    return nu * graph.num_nodes / max(graph.num_edges, 1)
+
+
 def crossover_points(args, device: torch.device) -> list[dict]:
     """Dense against reference backend as the candidate set thins (``backend="auto"``)."""
-    from graphwire.lowering import dense_fill
-
     n, batch = (128, 8) if args.quick else (512, 64)
     fans = (32, 4) if args.quick else (256, 64, 16, 4, 1)
     rows = []
@@ -641,7 +641,7 @@ def crossover_points(args, device: torch.device) -> list[dict]:
                 "nodes": n,
                 "fan_in": fan_in,
                 "candidates": graph.num_edges,
-                "fill": dense_fill(graph, "discrete"),
+                "fill": recurrent_fill(graph),
                 "dense_train_ms": times["dense"] * 1e3,
                 "reference_train_ms": times["reference"] * 1e3,
                 "auto_picks": auto,
@@ -825,7 +825,7 @@ def write_markdown(path: Path, result: dict) -> None:
         *[f"- `{k}`: {v}" for k, v in BASELINES.items()],
         "",
         "`default` is `WiredGraph` as built (no compile call); `compiled_eval` is "
-        "`graphwire.compile(net)`. Fractions of the machine's limit: active-edge "
+        "`graphwire.freeze(net)`. Fractions of the machine's limit: active-edge "
         "multiply-adds (x3 for a training step) per second over the matmul rate "
         "(`compute`), and node-feature bytes (each node written and read once per stage or "
         "function evaluation, x3 for training) per second over the copy bandwidth "
@@ -927,7 +927,7 @@ def write_markdown(path: Path, result: dict) -> None:
             "## Selection",
             "",
             f"At {s['candidates']:,} candidate edges ({s['selected']:,} selected): "
-            f"select_topk {s['select_topk_ms']:.1f} ms, reselect {s['reselect_ms']:.1f} ms, "
+            f"reselect {s['reselect_ms']:.1f} ms, "
             f"training step (batch {s['batch']}, 8x8) {s['train_step_ms']:.0f} ms: "
             f"selection is {s['selection_share_of_step']:.2%} of a step.",
         ]

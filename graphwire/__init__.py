@@ -4,15 +4,16 @@ The flow of the package mirrors the flow of the method:
 
 1. :mod:`graphwire.graph` - channel graphs in ``edge_index`` form (``ChannelGraph``).
 2. :mod:`graphwire.wiring` - the top-k, wiring rules and the ``DNWOptimizer``.
-3. :mod:`graphwire.execution` - node operations, ``WiredGraph`` and its backends
-   (:mod:`graphwire.lowering` holds the dense lowering and the frozen module,
-   :mod:`graphwire.layers` the wired layers and ``sparsify``).
+3. :mod:`graphwire.execution` - node operations and ``WiredGraph``, run by the training
+   backends of :mod:`graphwire.backends`; :mod:`graphwire.layers` holds the wired layers
+   and ``sparsify``.
 4. :mod:`graphwire.training` - the training loop, checkpoints and data.
-5. :mod:`graphwire.export` - frozen inference modules (``compile``).
+5. :mod:`graphwire.export` - the inference room: ``freeze`` (alias ``compile``).
 6. :mod:`graphwire.cost` - live parameters and multiply-adds (``count``).
 """
 
-from graphwire.cost import count
+from graphwire.backends.dynamics import ODESolver
+from graphwire.cost._count import count
 from graphwire.errors import (
     CheckpointError,
     ConfigError,
@@ -24,25 +25,31 @@ from graphwire.errors import (
     ReachabilityError,
     SelectionError,
 )
-from graphwire.execution import WiredGraph
-from graphwire.export import compile
-from graphwire.graph import ChannelGraph
-from graphwire.lowering import ODESolver
-from graphwire.training import OptimizerConfig, ScheduleConfig, TrainConfig, Trainer
-from graphwire.wiring import DNWOptimizer
+from graphwire.execution.wired import WiredGraph
 
-__version__ = "0.1.0"
+# ``compile`` is freeze's name before 0.2: a documented alias, not a name of its own
+from graphwire.export.freeze import compile as compile
+from graphwire.export.freeze import freeze
+from graphwire.graph.channel_graph import ChannelGraph
+from graphwire.training.config import OptimizerConfig, ScheduleConfig, TrainConfig
+from graphwire.training.loop import Trainer
+from graphwire.wiring.optimizer import DNWOptimizer
+
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "ChannelGraph",
     "WiredGraph",
     "DNWOptimizer",
     "ODESolver",
-    "compile",
+    "freeze",
     "count",
+    "Trainer",
+    "TrainConfig",
+    "OptimizerConfig",
+    "ScheduleConfig",
     "GraphwireError",
     "GraphError",
-    "ConfigError",
     "EdgeIndexError",
     "CycleError",
     "ReachabilityError",
@@ -50,8 +57,4 @@ __all__ = [
     "CheckpointError",
     "DataError",
     "ConfigError",
-    "Trainer",
-    "TrainConfig",
-    "OptimizerConfig",
-    "ScheduleConfig",
 ]

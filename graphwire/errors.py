@@ -36,7 +36,7 @@ class GraphwireError(ValueError):
 
     Example:
         >>> from graphwire import ConfigError, GraphwireError
-        >>> from graphwire.training import OptimizerConfig
+        >>> from graphwire import OptimizerConfig
         >>> try:
         ...     OptimizerConfig(lr=0)
         ... except GraphwireError as err:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from graphwire import CheckpointError, ConfigError
-from graphwire.wiring import Frozen, SharedBudget, WiredModule
+from graphwire.wiring import FixedMask, SharedBudget, WiredModule
 
 __all__ = ["fine_tune_from", "lottery_ticket", "freeze_masks"]
 
@@ -45,7 +45,7 @@ def _load_weights(model: nn.Module, state: Mapping[str, Tensor]) -> None:
 
 
 def freeze_masks(model: nn.Module) -> nn.Module:
-    """Freeze every wired module's current mask (``Frozen`` rule); return ``model``.
+    """Fix every wired module's current mask (the ``FixedMask`` rule); return ``model``.
 
     Gradients then reach the kept edges only, and the optimizer no longer re-selects.
     """
@@ -55,7 +55,7 @@ def freeze_masks(model: nn.Module) -> nn.Module:
             budgets[id(module.shared_budget)] = module.shared_budget
     for budget in budgets.values():
         mask = torch.cat([m.edge_mask.detach().reshape(-1).cpu() for m in budget.modules])
-        SharedBudget(budget.modules, rule=Frozen(mask))
+        SharedBudget(budget.modules, rule=FixedMask(mask))
     return model
 
 
@@ -91,7 +91,7 @@ def fine_tune_from(trained: nn.Module, build: Callable[[], nn.Module]) -> nn.Mod
         >>> net = fine_tune_from(dense, functools.partial(
         ...     create_model, "tiny_static", k=50, seed=1, **small))
         >>> net.graph_net.rule, int(net.graph_net.edge_mask.sum())
-        (Frozen(kept=50 of 230), 50)
+        (FixedMask(kept=50 of 230), 50)
     """
     return freeze_masks(_topk_of(trained, build))
 

@@ -7,11 +7,11 @@ public package listed in :data:`PACKAGES` that can be imported, each with
 - an ``autosummary`` table (with a generated page per object) of the names of its
   ``__all__`` that are *defined* in that package (their canonical home),
 - a table of the names it re-exports from another package, linking to their home,
-- a section per public submodule: its docstring, plus any name of the submodule's
-  ``__all__`` that no package exports.
+- a section per public submodule: its docstring (an implementation module's names are
+  not graphwire's API: only the packages' ``__all__`` are).
 
-A new name added to an ``__all__`` therefore appears in the reference without editing
-the docs. Every object is documented once, under its canonical name; the
+A new name added to a package's ``__all__`` therefore appears in the reference without
+editing the docs. Every object is documented once, under its canonical name; the
 ``missing-reference`` handler resolves the other names it is known by (``graphwire.X``,
 ``graphwire.graph.channel_graph.X``, ...) to that page, so docstrings may use any of them.
 A data object that is a mapping gets its keys listed under its docstring.
@@ -35,7 +35,9 @@ PACKAGES = (
     "graphwire",
     "graphwire.graph",
     "graphwire.wiring",
+    "graphwire.backends",
     "graphwire.execution",
+    "graphwire.layers",
     "graphwire.training",
     "graphwire.export",
     "graphwire.cost",
@@ -75,9 +77,9 @@ def discover() -> list[ModuleInfo]:
             full = f"{pkg_name}.{sub.name}"
             if sub.name.startswith("_") or full in PACKAGES:
                 continue
+            # an implementation module: its docstring is shown, its names are not API
             mod = importlib.import_module(full)
-            names = list(getattr(mod, "__all__", []))
-            info.submodules.append(ModuleInfo(full, mod, names, sub.ispkg))
+            info.submodules.append(ModuleInfo(full, mod, [], sub.ispkg))
         infos.append(info)
     return infos
 
@@ -193,9 +195,6 @@ def render_pages(infos: list[ModuleInfo]) -> dict[str, str]:
             for sub in info.submodules:
                 lines += _heading(f"``{sub.name}``", "~")
                 lines += [f".. automodule:: {sub.name}", "   :no-members:", ""]
-                own = _homed(sub, canonical)
-                if own:
-                    lines += _autosummary(sub.name, own)
                 lines += [f".. currentmodule:: {info.name}", ""]
         pages[f"{info.name}.rst"] = "\n".join(lines)
     return pages

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 import graphwire
 from graphwire.graph import layered_dag
-from graphwire.training import load_digits
+from graphwire.training import load_dataset
 
 
 def make_net(hidden: int, density: float, seed: int) -> graphwire.WiredGraph:
@@ -46,7 +46,7 @@ def main(
 ) -> dict:
     """Train, freeze, compare, save, reload and export; return what was checked."""
     torch.manual_seed(seed)
-    data = load_digits(limit=limit)
+    data = load_dataset("digits", limit=limit)
     x, y = (t.flatten(1) if t.dim() > 2 else t for t in data.train.tensors)
     xv, yv = (t.flatten(1) if t.dim() > 2 else t for t in data.val.tensors)
 
@@ -73,7 +73,7 @@ def main(
     print(f"accuracy {accuracy:.3f}; {opt.swaps_total} swaps; dense vs reference {train_gap:.1e}")
 
     # 2. Freeze: a copy without dead nodes, blocks dense or sparse; `net` is untouched.
-    infer = graphwire.compile(net, mode="eval")
+    infer = graphwire.freeze(net)
     print(
         f"kept {infer.kept_nodes} of {net.graph.num_nodes} nodes "
         f"({infer.dropped_nodes} dead) and {infer.kept_edges} of {int(net.mask().sum())} edges"
@@ -96,7 +96,7 @@ def main(
     buffer.seek(0)
     rebuilt = make_net(hidden, density, seed=seed + 1)  # other initial weights and mask
     rebuilt.load_state_dict(torch.load(buffer))
-    reloaded = graphwire.compile(rebuilt, mode="eval")
+    reloaded = graphwire.freeze(rebuilt)
     with torch.inference_mode():
         reload_gap = (reloaded(xv) - infer(xv)).abs().max().item()
     print(f"reloaded vs saved: max difference {reload_gap:.1e}")

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import graphwire
 from graphwire import ChannelGraph, CycleError
-from graphwire.graph import from_networkx, to_pyg
+from graphwire.graph import from_networkx, to_networkx, to_pyg
 
 NUM_IN, NUM_OUT = 8, 3
 
@@ -93,7 +93,7 @@ def main(steps: int = 300, hidden: int = 24, batch: int = 128, seed: int = 0) ->
 
     # The learned graph: the selected edges, with their weights, as a ChannelGraph ...
     learned = net.learned_graph()
-    nx_learned = learned.to_networkx()
+    nx_learned = to_networkx(learned)
     labels = graph.node_labels
     hidden_used = [
         labels[v]

@@ -15,8 +15,8 @@ import statistics
 import torch
 from torch.utils.data import TensorDataset
 
-from graphwire.training import OptimizerConfig, TrainConfig, Trainer
-from graphwire.training.data import DataSplits
+from graphwire import OptimizerConfig, TrainConfig, Trainer
+from graphwire.training import DataSplits
 from models import create_model
 
 

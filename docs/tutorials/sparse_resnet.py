@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 import graphwire
 from graphwire.layers import sparsify
-from graphwire.training import load_digits
+from graphwire.training import load_dataset
 from models.resnet import resnet_cifar
 
 
@@ -45,7 +45,7 @@ def main(
 ) -> dict:
     """Sparsify, train, compile, compare, time, count and export; return what was checked."""
     torch.manual_seed(seed)
-    data = load_digits(limit=limit)
+    data = load_dataset("digits", limit=limit)
     x, y = data.train.tensors
     xv, yv = data.val.tensors
 
@@ -74,7 +74,7 @@ def main(
     )
 
     # 3. Compile: frozen, compacted, each layer dense or sparse. `model` is untouched.
-    infer = graphwire.compile(model)
+    infer = graphwire.freeze(model)
     report = infer.compaction_report
     print(report)
     kinds = sorted(set(infer.fused_epilogues.values()))

@@ -13,8 +13,9 @@ from __future__ import annotations
 from torch import nn
 
 import graphwire
+from graphwire import OptimizerConfig, ScheduleConfig, TrainConfig, Trainer
 from graphwire.layers import sparsify
-from graphwire.training import OptimizerConfig, ScheduleConfig, TrainConfig, Trainer, load_digits
+from graphwire.training import load_dataset
 
 
 def existing_network(width: int = 32) -> nn.Module:
@@ -38,7 +39,7 @@ def existing_network(width: int = 32) -> nn.Module:
 def describe_layers(model: nn.Module) -> None:
     """Print how many weights each wired layer keeps."""
     for name, module in model.named_modules():
-        if isinstance(module, graphwire.layers.WiredLayer):
+        if isinstance(module, graphwire.wiring.WiredModule):  # every wired layer is one
             kept, total = int(module.edge_mask.sum()), module.edge_mask.numel()
             print(f"    {name:>3} {type(module).__name__:<12} keeps {kept:6d} of {total:6d}")
 
@@ -52,7 +53,7 @@ def main(
     seed: int = 0,
 ) -> dict[str, dict]:
     """Train dense, DNW-sparse and random-sparse versions; return accuracy (%) and cost."""
-    data = load_digits(limit=limit)
+    data = load_dataset("digits", limit=limit)
     config = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,

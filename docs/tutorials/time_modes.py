@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import graphwire
 from graphwire import ChannelGraph
 from graphwire.graph import complete_digraph, layered_dag
-from graphwire.training import load_digits
+from graphwire.training import load_dataset
 
 NUM_IN, NUM_OUT = 64, 10
 
@@ -77,7 +77,7 @@ def main(
     seed: int = 0,
 ) -> dict[str, float]:
     """Train one network per mode; return ``{mode: validation accuracy}``."""
-    data = load_digits(limit=limit)
+    data = load_dataset("digits", limit=limit)
     x, y = data.train.tensors
     xv, yv = data.val.tensors
     x, xv = x.flatten(1), xv.flatten(1)  # [B, 64]: one input node per pixel

@@ -1,7 +1,7 @@
 """Honest cost counting: the parameters and multiply-adds of the structure a network uses.
 
 A DNW network holds every *candidate* edge as a parameter, so ``sum(p.numel())`` says
-little about it. :func:`count` runs the network once on a random input of the given
+little about it. :func:`graphwire.count` runs the network once on a random input of the given
 shape (batch size 1, evaluation mode, no gradients) and counts only what is live. The
 convention generalises the paper's accounting of its MobileNetV1-like graphs:
 
@@ -13,10 +13,10 @@ convention generalises the paper's accounting of its MobileNetV1-like graphs:
   depends on it for adaptive solvers). A selected weight of a wired layer
   (:class:`~graphwire.layers.WiredConv2d`, ...) costs one parameter and one
   multiply-add per output position, and so does a nonzero weight of a frozen sparse
-  layer of a compiled model (:class:`~graphwire.lowering.SparseLinear`,
-  :class:`~graphwire.lowering.SparseConv2d`, ...). A compiled layer that runs dense is an
+  layer of a frozen model (:class:`~graphwire.export.SparseLinear`,
+  :class:`~graphwire.export.SparseConv2d`, ...). A frozen layer that runs dense is an
   ordinary dense layer and counts all its (compacted) entries, zeros included: for a
-  compiled model ``count`` reports what it computes.
+  frozen model ``count`` reports what it computes.
 - **nodes** (``kind="nodes"``): a node's operation counts only while the node is *used*:
   it has an outgoing selected edge, or it is an output node that is fed (an input node,
   or one with an incoming selected edge). A depthwise ``k x k`` node costs ``k^2``
@@ -43,7 +43,6 @@ one call does not change another. A module with parameters that no rule covers r
 :class:`~graphwire.GraphError`.
 """
 
-from graphwire.cost._count import count
-from graphwire.cost._result import COST_KINDS, Cost, CostItem
+from graphwire.cost._result import Cost
 
-__all__ = ["count", "Cost", "CostItem", "COST_KINDS"]
+__all__ = ["Cost"]

@@ -109,7 +109,7 @@ def count(
     Example:
         >>> import torch
         >>> from graphwire import WiredGraph
-        >>> from graphwire.cost import count
+        >>> from graphwire import count
         >>> from graphwire.graph import layered_dag
         >>> net = WiredGraph(layered_dag([2, 3, 1]), node_op="conv", k=4, seed=0)
         >>> cost = count(net, (1, 2, 8, 8))

@@ -28,8 +28,8 @@ from graphwire.execution.node_ops import (
     Identity,
 )
 from graphwire.execution.wired import WiredGraph
-from graphwire.layers import WiredLayer
-from graphwire.lowering import SparseConv1d, SparseConv2d, SparseLinear
+from graphwire.export import SparseConv2d, SparseLinear
+from graphwire.wiring.module import WiredModule
 
 __all__: list[str] = []
 
@@ -199,8 +199,8 @@ _NORMS = (*_BATCH_NORMS, nn.GroupNorm, nn.LayerNorm)
 BUILTIN_COSTS: Mapping[type, CostFn] = MappingProxyType(
     {
         WiredGraph: _wired_graph_cost,
-        WiredLayer: _wired_layer_cost,
-        **dict.fromkeys((SparseLinear, SparseConv1d, SparseConv2d), _sparse_layer_cost),
+        WiredModule: _wired_layer_cost,  # the wired layers (a WiredGraph has its own)
+        **dict.fromkeys((SparseLinear, SparseConv2d), _sparse_layer_cost),  # and SparseConv1d
         **dict.fromkeys(DENSE, _dense_cost),
         **dict.fromkeys(_NORMS, _norm_cost),
     }

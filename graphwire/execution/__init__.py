@@ -1,29 +1,13 @@
-"""Execution: node operations, ``WiredGraph`` and its reference backend.
+"""Execution: :class:`~graphwire.WiredGraph` and the node operations ``f_v``.
 
 The third stage of graphwire's flow: graph -> wiring rule -> **execution** -> training
--> export.
+-> export. A :class:`~graphwire.WiredGraph` runs through one of the training backends of
+:mod:`graphwire.backends`. A node operation is a module applied to any subset of the
+nodes; the built-ins are given by name (``node_op="relu"``, ``"tanh"``, ``"identity"``,
+``"conv"``, ``"conv1d"``), your own by a factory of a :class:`NodeOp` subclass, such as
+``lambda n: DepthwiseConv(n, stride=2)``.
 """
 
-from graphwire.execution.node_ops import (
-    NODE_OPS,
-    Activation,
-    DepthwiseConv,
-    DepthwiseConv1d,
-    GroupedNodeOp,
-    Identity,
-    NodeOp,
-)
-from graphwire.execution.reference import ReferenceExecutor
-from graphwire.execution.wired import WiredGraph
+from graphwire.execution.node_ops import DepthwiseConv, NodeOp
 
-__all__ = [
-    "WiredGraph",
-    "NodeOp",
-    "Identity",
-    "Activation",
-    "DepthwiseConv",
-    "DepthwiseConv1d",
-    "GroupedNodeOp",
-    "NODE_OPS",
-    "ReferenceExecutor",
-]
+__all__ = ["NodeOp", "DepthwiseConv"]

@@ -70,7 +70,7 @@ class Activation(NodeOp):
 
     Example:
         >>> import torch
-        >>> from graphwire.execution import Activation
+        >>> from graphwire.execution.node_ops import Activation
         >>> Activation(3, "relu")(torch.tensor([[-1.0, 0.5, 2.0]])).tolist()
         [[0.0, 0.5, 2.0]]
     """
@@ -155,7 +155,7 @@ class DepthwiseConv1d(NodeOp):
 
     Example:
         >>> import torch
-        >>> from graphwire.execution import DepthwiseConv1d
+        >>> from graphwire.execution.node_ops import DepthwiseConv1d
         >>> DepthwiseConv1d(4)(torch.randn(2, 4, 10)).shape
         torch.Size([2, 4, 10])
         >>> DepthwiseConv1d(4, stride=2)(torch.randn(2, 4, 10)).shape

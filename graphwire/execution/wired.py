@@ -9,14 +9,16 @@ import torch
 from torch import Tensor, nn
 
 from graphwire._utils import choose, describe
+from graphwire.backends.dense import AUTO_MAX_FILL, DenseBackend
+from graphwire.backends.dynamics import ODESolver
+from graphwire.backends.reference import ReferenceBackend
+from graphwire.backends.spec import WiredSpec, check_features
 from graphwire.errors import ConfigError, SelectionError
 from graphwire.execution.node_ops import NodeOpSpec, make_node_op
-from graphwire.execution.reference import ReferenceExecutor
 from graphwire.graph.channel_graph import MODES, ChannelGraph
-from graphwire.lowering import AUTO_MAX_FILL, DenseExecutor, ODESolver, check_features
+from graphwire.wiring import WiringRule, make_rule
 from graphwire.wiring.budget import SharedBudget
 from graphwire.wiring.module import WiredModule
-from graphwire.wiring.rules import WiringRule, make_rule
 from graphwire.wiring.topk import DISTRIBUTIONS, distribute_budget, resolve_budget
 
 __all__ = ["WiredGraph", "SCOPES", "BACKENDS"]
@@ -25,7 +27,7 @@ __all__ = ["WiredGraph", "SCOPES", "BACKENDS"]
 SCOPES = ("global", "group")
 
 #: Execution backends: ``"auto"`` picks ``"dense"`` unless the candidate set is far
-#: sparser than its dense blocks (see :data:`~graphwire.lowering.AUTO_MAX_FILL`).
+#: sparser than its dense blocks (more than 64 block entries per candidate edge).
 BACKENDS = ("auto", "dense", "reference")
 
 
@@ -40,16 +42,16 @@ class WiredGraph(WiredModule):
 
     Two backends run the same network. ``"dense"`` (the default through ``"auto"``)
     scatters the effective weights into a few dense blocks at every call and mixes node
-    features with matrix products, in training and in inference
-    (:class:`~graphwire.lowering.DenseExecutor`). ``"reference"`` is message passing over
-    ``edge_index``, the clear and slow oracle the dense backend is tested against
-    (:class:`~graphwire.execution.ReferenceExecutor`). Outputs and every gradient agree
-    to rounding; switch with ``net.backend = "reference"``.
+    features with matrix products (:mod:`graphwire.backends.dense`). ``"reference"`` is
+    message passing over ``edge_index``, the clear and slow oracle the dense backend is
+    tested against (:mod:`graphwire.backends.reference`). Outputs and every gradient
+    agree to rounding; switch with ``net.backend = "reference"``. Each call hands the
+    backend a plain description of the network (:meth:`spec`).
 
     ``forward`` keeps no state of its own: it runs the chosen backend in training and in
     evaluation alike, on every device, with or without gradients. Train with this
-    module; for deployment, freeze it into an inference module with
-    :func:`graphwire.compile` (dead nodes removed, channels compacted, sparse kernels).
+    module; deploy the frozen one, :func:`graphwire.freeze` (dead nodes removed, channels
+    compacted, sparse kernels).
 
     Args:
         graph: The candidate edges, inputs, outputs and groups.
@@ -59,7 +61,7 @@ class WiredGraph(WiredModule):
             name to either.
         rule: A wiring rule name (``"dnw"``, ``"dnw_no_update"``, ``"random"``,
             ``"complete"``) or a :class:`~graphwire.wiring.WiringRule` instance such as
-            ``Frozen(mask)``.
+            ``FixedMask(mask)``.
         k: Edges to keep: a total, or a mapping from group name to count.
         density: Fraction of candidate edges to keep, instead of ``k``.
         scope: ``"global"`` (one top-k over the whole graph, the paper's tiny models) or
@@ -147,8 +149,8 @@ class WiredGraph(WiredModule):
         self.input_op = make_node_op(input_op, graph.num_nodes, graph.group_names, graph.group_id)
         self.register_buffer("inputs", graph.inputs.clone(), persistent=False)
         self.register_buffer("edge_index", graph.edge_index.clone())
-        self.dense = DenseExecutor(graph, mode)
-        self.reference: ReferenceExecutor | None = None  # built when first selected
+        self.dense = DenseBackend(graph, mode)
+        self.reference: ReferenceBackend | None = None  # built when first selected
         self.backend = backend
 
         # Scopes of the top-k: the edge indices of each scope, computed once.
@@ -208,8 +210,8 @@ class WiredGraph(WiredModule):
         """The backend the forward pass runs: ``"dense"`` or ``"reference"``.
 
         Set it to ``"auto"``, ``"dense"`` or ``"reference"``; ``"auto"`` resolves to
-        ``"dense"`` unless the dense blocks would hold more than
-        :data:`~graphwire.lowering.AUTO_MAX_FILL` entries per candidate edge.
+        ``"dense"`` unless the dense blocks would hold more than 64 entries per candidate
+        edge (a candidate set so sparse that dense products would mostly multiply zeros).
         """
         return self._backend
 
@@ -221,7 +223,7 @@ class WiredGraph(WiredModule):
             value = "dense" if fill <= AUTO_MAX_FILL else "reference"
         if value == "reference" and self.reference is None:
             device = self.edge_index.device
-            self.reference = ReferenceExecutor(self.graph, self.mode).to(device)
+            self.reference = ReferenceBackend(self.graph, self.mode).to(device)
         self._backend = value
 
     @property
@@ -264,10 +266,10 @@ class WiredGraph(WiredModule):
             >>> import torch
             >>> from graphwire import WiredGraph
             >>> from graphwire.graph import layered_dag
-            >>> from graphwire.wiring import Frozen
+            >>> from graphwire.wiring import FixedMask
             >>> g = layered_dag([1, 2, 1])  # edges 0->1, 0->2, 0->3, 1->3, 2->3
             >>> keep = torch.tensor([True, False, True, True, True])  # drop 0->2
-            >>> WiredGraph(g, rule=Frozen(keep)).unfed_nodes()
+            >>> WiredGraph(g, rule=FixedMask(keep)).unfed_nodes()
             tensor([2])
         """
         dst = self.graph.edge_index[1][self.edge_mask.cpu()]
@@ -288,6 +290,31 @@ class WiredGraph(WiredModule):
         return graph
 
     # ------------------------------------------------------------------ execution
+    def spec(self) -> WiredSpec:
+        """The network as its backends and :func:`graphwire.freeze` see it, at this moment.
+
+        A plain description: the graph, the mode, the effective edge weights (what the
+        forward pass uses; differentiable), the mask, the node and input operations, the
+        steps and the solver.
+
+        Example:
+            >>> from graphwire import WiredGraph
+            >>> from graphwire.graph import layered_dag
+            >>> spec = WiredGraph(layered_dag([2, 4, 1]), density=0.5, seed=0).spec()
+            >>> spec.mode, spec.weight.shape, int(spec.mask.sum())
+            ('dag', torch.Size([14]), 7)
+        """
+        return WiredSpec(
+            graph=self.graph,
+            mode=self.mode,
+            weight=self.effective_weight(),
+            mask=self.edge_mask,
+            node_op=self.node_op,
+            input_op=self.input_op,
+            steps=self.steps,
+            solver=self.solver,
+        )
+
     def forward(self, x: Tensor) -> Tensor:
         """Run the network.
 
@@ -299,7 +326,7 @@ class WiredGraph(WiredModule):
         """
         check_features(x, self.inputs.numel(), self.weight, floating=self.weight.dtype)
         z0 = self.input_op(x, self.inputs)  # [B, n_in, *F]
-        return self.executor(z0, self)  # [B, n_out, *F]
+        return self.executor(z0, self.spec())  # [B, n_out, *F]
 
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""

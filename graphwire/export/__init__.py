@@ -1,24 +1,25 @@
-"""Export: frozen inference modules (``graphwire.compile``) and channel compaction.
+"""Export: the inference room. :func:`~graphwire.freeze` and what it builds.
 
 The last stage of graphwire's flow: graph -> wiring rule -> execution -> training ->
-**export**. Cost counting (``graphwire.count``) lives in :mod:`graphwire.cost`.
-:func:`compact_channels` shrinks the plain layers of a frozen sparse model by removing
-provably dead channels (:class:`CompactionReport` says which); :func:`fold_batchnorms`
-folds inference BatchNorms into the convolutions before them; :func:`fuse_epilogues`
-fuses ReLUs and residual additions into the sparse convolutions before them.
+**export**. Train with the module, deploy the frozen one: :func:`~graphwire.freeze`
+(alias ``graphwire.compile``) turns a trained :class:`~graphwire.WiredGraph` into a
+:class:`FrozenGraph` and the wired layers of any network into plain or sparse layers
+(:class:`SparseLinear`, :class:`SparseConv2d`). :func:`compact_channels` removes provably
+dead channels from any network of plain layers (:class:`CompactionReport` says which).
+The native CPU kernels behind the sparse modules are described by :func:`kernel_info`.
+Cost counting (``graphwire.count``) lives in :mod:`graphwire.cost`.
 """
 
-from graphwire.export._compact import CompactionReport, LayerChannels, compact_channels
-from graphwire.export._fold import fold_batchnorms
-from graphwire.export._fuse import fuse_epilogues
-from graphwire.export.compiler import compile, freeze_layer
+from graphwire.export._compact import CompactionReport, compact_channels
+from graphwire.export._graph import FrozenGraph
+from graphwire.export._info import kernel_info
+from graphwire.export._layers import SparseConv2d, SparseLinear
 
 __all__: list[str] = [
-    "compile",
-    "freeze_layer",
+    "FrozenGraph",
+    "SparseLinear",
+    "SparseConv2d",
     "compact_channels",
     "CompactionReport",
-    "LayerChannels",
-    "fold_batchnorms",
-    "fuse_epilogues",
+    "kernel_info",
 ]

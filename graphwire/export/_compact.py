@@ -43,12 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
+from graphwire._utils import replace_modules
+from graphwire.export._trace import BATCHNORM, WEIGHTED, Tracer, untraceable
+
 __all__ = ["CompactionReport", "LayerChannels", "compact_channels"]
 
 _LINEAR = (nn.Linear,)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_WEIGHTED = _LINEAR + _CONV
-_BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _ELEMENTWISE_MODULES = (
     nn.ReLU,
     nn.ReLU6,
@@ -122,7 +123,7 @@ class LayerChannels:
         out_after: Output channels after.
 
     Example:
-        >>> from graphwire.export import LayerChannels
+        >>> from graphwire.export._compact import LayerChannels
         >>> row = LayerChannels("blocks.0.conv1", "Conv2d", 64, 64, 64, 60)
         >>> row.changed, row.out_before - row.out_after
         (True, 4)
@@ -217,48 +218,6 @@ class CompactionReport:
 
 def _arrow(before: int, after: int) -> str:
     return str(before) if before == after else f"{before} -> {after}"
-
-
-# ---------------------------------------------------------------------------- tracing
-class _Tracer(fx.Tracer):
-    """fx tracer that keeps layers, norms and graphwire's modules (and ``opaque``) whole."""
-
-    def __init__(self, opaque: frozenset[int] = frozenset()) -> None:
-        super().__init__()
-        self.opaque = opaque
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:  # noqa: D102
-        return (
-            id(m) in self.opaque
-            or isinstance(m, _WEIGHTED + _BATCHNORM)
-            or type(m).__module__.startswith("graphwire")
-            or super().is_leaf_module(m, qualname)
-        )
-
-
-def _try_trace(module: nn.Module, opaque: frozenset[int]) -> fx.Graph | None:
-    try:
-        return _Tracer(opaque).trace(module)
-    except Exception:  # noqa: BLE001  (any failure means: do not touch)
-        return None
-
-
-def _untraceable(module: nn.Module, opaque: frozenset[int], depth: int = 0) -> set[int] | None:
-    """Ids of the submodules to keep whole so that ``module`` traces (``None``: it cannot)."""
-    if _try_trace(module, opaque) is not None:
-        return set()
-    if depth > 8:
-        return None
-    tracer = _Tracer(opaque)
-    bad: set[int] = set()
-    for name, child in module.named_children():
-        if tracer.is_leaf_module(child, name):
-            continue
-        inner = _untraceable(child, opaque, depth + 1)
-        bad |= {id(child)} if inner is None else inner
-    if not bad or _try_trace(module, opaque | bad) is None:
-        return None
-    return bad
 
 
 # ---------------------------------------------------------------------------- analysis
@@ -398,9 +357,9 @@ class _Analysis:
         what = f"{name} ({kind.__name__})"
         if x is None:
             return self._unknown(node, what)
-        if kind in _WEIGHTED:
+        if kind in WEIGHTED:
             return self._visit_layer(node, name, m, x)
-        if kind in _BATCHNORM:
+        if kind in BATCHNORM:
             usable = m.track_running_stats and m.running_mean is not None
             if name in self.shared or name in self.pinned or not usable:
                 return self._unknown(node, what)
@@ -535,7 +494,7 @@ class _Analysis:
         """
         value: dict[fx.Node, Tensor] = {}
         for node in self.graph.nodes:
-            if node.op == "call_module" and type(self.modules[node.target]) in _WEIGHTED:
+            if node.op == "call_module" and type(self.modules[node.target]) in WEIGHTED:
                 m = self.modules[node.target]
                 n = m.weight.shape[0]
                 b = m.bias
@@ -686,7 +645,7 @@ def _plan(an: _Analysis) -> tuple[dict[str, _Edit], int, int, list[str]]:
 # ---------------------------------------------------------------------------- rebuilding
 def _rebuild(m: nn.Module, e: _Edit) -> nn.Module:
     w = m.weight.detach()
-    if isinstance(m, _BATCHNORM):
+    if isinstance(m, BATCHNORM):
         keep = e.keep_out.to(w.device)
         new = type(m)(
             keep.numel(),
@@ -742,17 +701,11 @@ def _rebuild(m: nn.Module, e: _Edit) -> nn.Module:
     return new
 
 
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-
-
 def _layer_shapes(model: nn.Module) -> dict[str, tuple[str, int, int]]:
     return {
         name: (type(m).__name__, m.weight.shape[1] * getattr(m, "groups", 1), m.weight.shape[0])
         for name, m in model.named_modules()
-        if type(m) in _WEIGHTED
+        if type(m) in WEIGHTED
     }
 
 
@@ -821,7 +774,7 @@ def compact_channels(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
     out.eval()
     before = _layer_shapes(out)
     report = CompactionReport()
-    opaque = _untraceable(out, frozenset())
+    opaque = untraceable(out, frozenset())
     if opaque is None:
         report.traced = False
         report.notes.append(
@@ -832,7 +785,7 @@ def compact_channels(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
         report.notes += _opaque_notes(out, opaque)
         frozen_opaque = frozenset(opaque)
         for _ in range(len(before) + 1):  # each pass can expose channels for the next
-            graph = _Tracer(frozen_opaque).trace(out)
+            graph = Tracer(frozen_opaque).trace(out)
             analysis = _Analysis(out, graph)
             edits, folded, kept, _notes = _plan(analysis)
             report.kept_constant = kept
@@ -840,8 +793,10 @@ def compact_channels(model: nn.Module) -> tuple[nn.Module, CompactionReport]:
                 report.notes += _frozen_notes(analysis)
                 break
             report.folded += folded
-            for name, e in edits.items():
-                _replace(out, name, _rebuild(analysis.modules[name], e))
+            rebuilt = {name: _rebuild(analysis.modules[name], e) for name, e in edits.items()}
+            replace_modules(
+                out, lambda name, m, r=rebuilt: name in r, lambda name, m, r=rebuilt: r[name]
+            )
     after = _layer_shapes(out)
     report.layers = [
         LayerChannels(name, kind, cin, after[name][1], cout, after[name][2])

@@ -15,7 +15,8 @@ from collections import Counter
 import torch
 from torch import fx, nn
 
-from graphwire.export._compact import _BATCHNORM, _replace, _Tracer, _untraceable
+from graphwire._utils import replace_modules
+from graphwire.export._trace import BATCHNORM, Tracer, untraceable
 
 __all__ = ["fold_batchnorms"]
 
@@ -59,7 +60,7 @@ def fold_batchnorms(model: nn.Module) -> list[str]:
     Example:
         >>> import torch
         >>> from torch import nn
-        >>> from graphwire.export import fold_batchnorms
+        >>> from graphwire.export._fold import fold_batchnorms
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
         >>> net[1].running_mean.fill_(0.5)  # doctest: +ELLIPSIS
         tensor(...)
@@ -70,17 +71,17 @@ def fold_batchnorms(model: nn.Module) -> list[str]:
         >>> torch.allclose(net(x), before, atol=1e-6)
         True
     """
-    opaque = _untraceable(model, frozenset())
+    opaque = untraceable(model, frozenset())
     if opaque is None:
         return []
-    graph = _Tracer(frozenset(opaque)).trace(model)
+    graph = Tracer(frozenset(opaque)).trace(model)
     modules = dict(model.named_modules(remove_duplicate=False))
     # calls per module object (one module may be reachable under several names)
     calls = Counter(id(modules[n.target]) for n in graph.nodes if n.op == "call_module")
     folded = []
     for node in graph.nodes:
         bn = modules.get(node.target) if node.op == "call_module" else None
-        if not isinstance(bn, _BATCHNORM) or bn.training or bn.running_var is None:
+        if not isinstance(bn, BATCHNORM) or bn.training or bn.running_var is None:
             continue
         source = node.args[0] if len(node.args) == 1 and not node.kwargs else None
         if not isinstance(source, fx.Node) or source.op != "call_module":
@@ -95,6 +96,6 @@ def fold_batchnorms(model: nn.Module) -> list[str]:
         ):
             continue
         _fold(conv, bn)
-        _replace(model, node.target, nn.Identity())
         folded.append(node.target)
+    replace_modules(model, lambda name, m: name in folded, lambda name, m: nn.Identity())
     return folded

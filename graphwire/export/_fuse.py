@@ -2,7 +2,7 @@
 
 A compiled CIFAR ResNet spends about a seventh of its time at batch 16 in the ReLUs and
 residual additions between its sparse convolutions (separate passes over memory, each a
-torch call). :class:`~graphwire.lowering.SparseConv2d` can apply both as its kernel
+torch call). :class:`~graphwire.export.SparseConv2d` can apply both as its kernel
 stores the outputs; this pass rewrites the modules whose ``forward`` calls such a
 convolution followed by them.
 """
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from graphwire.export._compact import _replace
-from graphwire.lowering import SparseConv2d
+from graphwire._utils import replace_modules
+from graphwire.export._layers import SparseConv2d
 
 __all__ = ["fuse_epilogues"]
 
@@ -161,7 +161,7 @@ def fuse_epilogues(model: nn.Module) -> dict[str, str]:
     """Fuse ReLUs and residual additions into the sparse convolutions before them, in place.
 
     In the ``forward`` of every submodule of ``model`` (not ``model`` itself), a
-    :class:`~graphwire.lowering.SparseConv2d` or ``SparseConv1d`` called once whose
+    :class:`~graphwire.export.SparseConv2d` or ``SparseConv1d`` called once whose
     output is read only by a ReLU (``nn.ReLU``, ``torch.relu``, ``F.relu``,
     ``.relu()``, in place or not; ``nn.Identity`` in between, as left by folded
     BatchNorms, is skipped) takes the ReLU over (``fused_relu``), and one whose output
@@ -186,8 +186,8 @@ def fuse_epilogues(model: nn.Module) -> dict[str, str]:
     Example:
         >>> import torch
         >>> from torch import nn
-        >>> from graphwire.export import fuse_epilogues
-        >>> from graphwire.lowering import SparseConv2d
+        >>> from graphwire.export._fuse import fuse_epilogues
+        >>> from graphwire.export import SparseConv2d
         >>> class Block(nn.Module):
         ...     def __init__(self):
         ...         super().__init__()
@@ -220,6 +220,6 @@ def fuse_epilogues(model: nn.Module) -> dict[str, str]:
         rewritten = fx.GraphModule(module, graph, class_name=type(module).__name__)
         _keep_state(module, rewritten)
         rewritten.train(module.training)
-        _replace(model, name, rewritten)
+        replace_modules(model, lambda n, m, at=name: n == at, lambda n, m, new=rewritten: new)
         report.update(fused)
     return dict(sorted(report.items()))

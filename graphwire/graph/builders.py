@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import networkx as nx
 import torch
 
+from graphwire._utils import choose
 from graphwire.errors import EdgeIndexError
 from graphwire.graph.channel_graph import ChannelGraph, NodeSet
 
-__all__ = [
-    "layered_dag",
-    "complete_digraph",
-    "bipartite",
-    "erdos_renyi",
-    "gnm",
-    "watts_strogatz",
-    "barabasi_albert",
-]
+__all__ = ["layered_dag", "complete_digraph", "bipartite", "random_graph"]
 
 
 def _positive(name: str, value: int) -> int:
@@ -157,139 +151,98 @@ def _from_undirected(
     )
 
 
-_RANDOM_DOC = """
-    With ``dag=True`` every edge ``{u, v}`` is oriented from the lower to the higher index,
-    which makes the graph acyclic (the RandWire construction); otherwise both directions
-    are kept. By default the inputs are the nodes without incoming edges and the outputs
-    those without outgoing edges; pass a count or node set to choose them. The same
-    ``seed`` always gives the same graph.
-"""
-
-
-def erdos_renyi(
-    num_nodes: int,
-    p: float,
-    *,
-    seed: int,
-    dag: bool = True,
-    inputs: int | NodeSet | None = None,
-    outputs: int | NodeSet | None = None,
-) -> ChannelGraph:
-    """Erdos-Renyi G(n, p): each pair of nodes is joined with probability ``p``.
-
-    Args:
-        num_nodes: Number of nodes.
-        p: Edge probability in ``[0, 1]``.
-        seed: Random seed.
-        dag: Orient edges from lower to higher index (acyclic) or keep both directions.
-        inputs: Input nodes or a count of first nodes; default: nodes without in-edges.
-        outputs: Output nodes or a count of last nodes; default: nodes without out-edges.
-
-    Example:
-        >>> from graphwire.graph import erdos_renyi
-        >>> erdos_renyi(20, 0.3, seed=0).num_edges == erdos_renyi(20, 0.3, seed=0).num_edges
-        True
-    """
-    if not 0.0 <= p <= 1.0:
+def _erdos_renyi(n: int, seed: int, *, p: float) -> nx.Graph:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
         raise EdgeIndexError(f"p must be a probability in [0, 1]; got {p!r}.")
-    und = nx.gnp_random_graph(_positive("num_nodes", num_nodes), p, seed=seed)
-    return _from_undirected(und, dag=dag, inputs=inputs, outputs=outputs)
+    return nx.gnp_random_graph(n, p, seed=seed)
 
 
-def gnm(
+def _gnm(n: int, seed: int, *, m: int) -> nx.Graph:
+    if isinstance(m, bool) or not isinstance(m, int) or not 0 < m <= n * (n - 1) // 2:
+        raise EdgeIndexError(f"m must be an int in [1, {n * (n - 1) // 2}]; got {m!r}.")
+    return nx.gnm_random_graph(n, m, seed=seed)
+
+
+def _watts_strogatz(n: int, seed: int, *, k: int, p: float) -> nx.Graph:
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 < k < n:
+        raise EdgeIndexError(f"k must be an int in [1, num_nodes={n}); got {k!r}.")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise EdgeIndexError(f"p must be a probability in [0, 1]; got {p!r}.")
+    return nx.watts_strogatz_graph(n, k, p, seed=seed)
+
+
+def _barabasi_albert(n: int, seed: int, *, m: int) -> nx.Graph:
+    if isinstance(m, bool) or not isinstance(m, int) or not 0 < m < n:
+        raise EdgeIndexError(f"m must be an int in [1, num_nodes={n}); got {m!r}.")
+    return nx.barabasi_albert_graph(n, m, seed=seed)
+
+
+#: The random graph models of :func:`random_graph`, by name, with their parameters.
+_RANDOM: dict[str, tuple[Callable[..., nx.Graph], tuple[str, ...]]] = {
+    "erdos_renyi": (_erdos_renyi, ("p",)),
+    "gnm": (_gnm, ("m",)),
+    "watts_strogatz": (_watts_strogatz, ("k", "p")),
+    "barabasi_albert": (_barabasi_albert, ("m",)),
+}
+
+
+def random_graph(
+    kind: str,
     num_nodes: int,
-    num_edges: int,
     *,
     seed: int,
     dag: bool = True,
     inputs: int | NodeSet | None = None,
     outputs: int | NodeSet | None = None,
+    **params: Any,
 ) -> ChannelGraph:
-    """Erdos-Renyi G(n, M): ``num_edges`` node pairs drawn uniformly.
+    """A random channel graph drawn by one of networkx's generators.
+
+    The models and their parameters:
+
+    - ``"erdos_renyi"``, ``p``: G(n, p), each pair of nodes joined with probability ``p``;
+    - ``"gnm"``, ``m``: G(n, M), ``m`` node pairs drawn uniformly;
+    - ``"watts_strogatz"``, ``k`` and ``p``: a small world, a ring lattice of degree ``k``
+      (each node joined to its ``k`` nearest neighbours) rewired with probability ``p``;
+    - ``"barabasi_albert"``, ``m``: preferential attachment, each new node joined to ``m``
+      earlier ones.
+
+    With ``dag=True`` every edge ``{u, v}`` is oriented from the lower to the higher
+    index, which makes the graph acyclic (the RandWire construction); otherwise both
+    directions are kept. By default the inputs are the nodes without incoming edges and
+    the outputs those without outgoing edges; pass a count or node set to choose them.
+    The same ``seed`` always gives the same graph.
 
     Args:
+        kind: The model: ``"erdos_renyi"``, ``"gnm"``, ``"watts_strogatz"`` or
+            ``"barabasi_albert"``.
         num_nodes: Number of nodes.
-        num_edges: Number of undirected pairs ``M`` (doubled when ``dag=False``).
         seed: Random seed.
         dag: Orient edges from lower to higher index (acyclic) or keep both directions.
         inputs: Input nodes or a count of first nodes; default: nodes without in-edges.
         outputs: Output nodes or a count of last nodes; default: nodes without out-edges.
+        **params: The model's parameters (above), by name.
+
+    Raises:
+        EdgeIndexError: for an unknown ``kind`` (the valid ones are listed), a missing or
+            unknown parameter, or a parameter out of range.
 
     Example:
-        >>> from graphwire.graph import gnm
-        >>> gnm(10, 15, seed=1).num_edges
-        15
-    """
-    n = _positive("num_nodes", num_nodes)
-    if not 0 < num_edges <= n * (n - 1) // 2:
-        raise EdgeIndexError(f"num_edges must be in [1, {n * (n - 1) // 2}]; got {num_edges}.")
-    und = nx.gnm_random_graph(n, num_edges, seed=seed)
-    return _from_undirected(und, dag=dag, inputs=inputs, outputs=outputs)
-
-
-def watts_strogatz(
-    num_nodes: int,
-    k: int,
-    p: float,
-    *,
-    seed: int,
-    dag: bool = True,
-    inputs: int | NodeSet | None = None,
-    outputs: int | NodeSet | None = None,
-) -> ChannelGraph:
-    """Watts-Strogatz small world: a ring lattice of degree ``k`` rewired with probability ``p``.
-
-    Args:
-        num_nodes: Number of nodes.
-        k: Each node joins its ``k`` nearest ring neighbours (``k`` even, ``< num_nodes``).
-        p: Rewiring probability.
-        seed: Random seed.
-        dag: Orient edges from lower to higher index (acyclic) or keep both directions.
-        inputs: Input nodes or a count of first nodes; default: nodes without in-edges.
-        outputs: Output nodes or a count of last nodes; default: nodes without out-edges.
-
-    Example:
-        >>> from graphwire.graph import watts_strogatz
-        >>> watts_strogatz(12, 4, 0.25, seed=0).num_edges  # n * k / 2
+        >>> from graphwire.graph import random_graph
+        >>> random_graph("watts_strogatz", 12, k=4, p=0.25, seed=0).num_edges  # n * k / 2
         24
-    """
-    n = _positive("num_nodes", num_nodes)
-    if not 0 < k < n:
-        raise EdgeIndexError(f"k must be in [1, num_nodes={n}); got {k}.")
-    und = nx.watts_strogatz_graph(n, k, p, seed=seed)
-    return _from_undirected(und, dag=dag, inputs=inputs, outputs=outputs)
-
-
-def barabasi_albert(
-    num_nodes: int,
-    m: int,
-    *,
-    seed: int,
-    dag: bool = True,
-    inputs: int | NodeSet | None = None,
-    outputs: int | NodeSet | None = None,
-) -> ChannelGraph:
-    """Barabasi-Albert preferential attachment: each new node attaches to ``m`` earlier ones.
-
-    Args:
-        num_nodes: Number of nodes.
-        m: Edges added with each new node (``1 <= m < num_nodes``).
-        seed: Random seed.
-        dag: Orient edges from lower to higher index (acyclic) or keep both directions.
-        inputs: Input nodes or a count of first nodes; default: nodes without in-edges.
-        outputs: Output nodes or a count of last nodes; default: nodes without out-edges.
-
-    Example:
-        >>> from graphwire.graph import barabasi_albert
-        >>> barabasi_albert(10, 2, seed=0).num_edges  # (n - m) * m
+        >>> random_graph("barabasi_albert", 10, m=2, seed=0).num_edges  # (n - m) * m
         16
+        >>> random_graph("gnm", 10, m=15, seed=1, dag=False).num_edges  # both directions
+        30
     """
-    n = _positive("num_nodes", num_nodes)
-    if not 0 < m < n:
-        raise EdgeIndexError(f"m must be in [1, num_nodes={n}); got {m}.")
-    und = nx.barabasi_albert_graph(n, m, seed=seed)
+    make, names = choose("kind", kind, _RANDOM, EdgeIndexError)
+    if set(params) != set(names):
+        raise EdgeIndexError(
+            f"random_graph({kind!r}, ...) takes the parameters {list(names)}; got "
+            f"{sorted(params)}. For example random_graph({kind!r}, {num_nodes}, "
+            + ", ".join(f"{n}=..." for n in names)
+            + ", seed=0)."
+        )
+    und = make(_positive("num_nodes", num_nodes), seed, **params)
     return _from_undirected(und, dag=dag, inputs=inputs, outputs=outputs)
-
-
-for _f in (erdos_renyi, gnm, watts_strogatz, barabasi_albert):
-    _f.__doc__ = _f.__doc__.replace("\n\n    Args:", "\n" + _RANDOM_DOC + "\n    Args:", 1)

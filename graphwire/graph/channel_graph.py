@@ -383,33 +383,6 @@ class ChannelGraph:
             f"inputs={self.inputs.numel()}, outputs={self.outputs.numel()}{groups})"
         )
 
-    # ------------------------------------------------------------------ interop
-    def to_networkx(self):  # -> networkx.DiGraph
-        """Convert to a :class:`networkx.DiGraph` (see :func:`graphwire.graph.to_networkx`)."""
-        from graphwire.graph.interop import to_networkx
-
-        return to_networkx(self)
-
-    @classmethod
-    def from_networkx(cls, graph, **kwargs) -> ChannelGraph:
-        """Build from a :class:`networkx.DiGraph` (see :func:`graphwire.graph.from_networkx`)."""
-        from graphwire.graph.interop import from_networkx
-
-        return from_networkx(graph, **kwargs)
-
-    def to_pyg(self):  # -> torch_geometric.data.Data
-        """Convert to :class:`torch_geometric.data.Data` (see :func:`graphwire.graph.to_pyg`)."""
-        from graphwire.graph.interop import to_pyg
-
-        return to_pyg(self)
-
-    @classmethod
-    def from_pyg(cls, data, **kwargs) -> ChannelGraph:
-        """Build from :class:`torch_geometric.data.Data` (see :func:`graphwire.graph.from_pyg`)."""
-        from graphwire.graph.interop import from_pyg
-
-        return from_pyg(data, **kwargs)
-
 
 def _propagate(edge_index: Tensor, n: int, start: Tensor, edge_mask: Tensor | None) -> Tensor:
     """Nodes reached from ``start`` along ``edge_index`` (optionally masked); boolean ``[N]``."""

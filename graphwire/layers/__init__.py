@@ -8,23 +8,19 @@ layers of any existing network into wired ones
 """
 
 from graphwire.layers._attention import WiredMultiheadAttention
+from graphwire.layers._sparsify import sparsify
 from graphwire.layers._wired_layers import (
-    SPARSIFY_SCOPES,
     WiredConv1d,
     WiredConv2d,
     WiredConv3d,
-    WiredLayer,
     WiredLinear,
-    sparsify,
 )
 
 __all__ = [
-    "WiredLayer",
     "WiredLinear",
     "WiredConv1d",
     "WiredConv2d",
     "WiredConv3d",
     "WiredMultiheadAttention",
     "sparsify",
-    "SPARSIFY_SCOPES",
 ]

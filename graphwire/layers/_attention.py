@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from torch.nn.utils import skip_init
 
 from graphwire.errors import ConfigError
-from graphwire.layers._wired_layers import WiredLinear, _wired_copy
-from graphwire.wiring.rules import WiringRule, make_rule
+from graphwire.layers._wired_layers import WiredLinear, wired_copy
+from graphwire.wiring import WiringRule, make_rule
 
 __all__ = ["WiredMultiheadAttention"]
 
@@ -282,4 +282,4 @@ def _wired_linear(weight: Tensor, bias: Tensor | None, rule: WiringRule) -> Wire
         dense.weight.copy_(weight)
         if bias is not None:
             dense.bias.copy_(bias)
-    return _wired_copy(dense, rule)
+    return wired_copy(dense, rule)

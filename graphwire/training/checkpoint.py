@@ -86,7 +86,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 
     Example:
         >>> import tempfile, torch
-        >>> from graphwire.training import load_checkpoint, save_checkpoint
+        >>> from graphwire.training.checkpoint import load_checkpoint, save_checkpoint
         >>> d = tempfile.mkdtemp()
         >>> p = save_checkpoint(f"{d}/c.pt", {"epoch": 3, "w": torch.ones(2)})
         >>> load_checkpoint(p)["epoch"]

@@ -31,7 +31,7 @@ class OptimizerConfig:
             Below 1 it slows the swapping of edges relative to the rest of the network.
 
     Example:
-        >>> from graphwire.training import OptimizerConfig
+        >>> from graphwire import OptimizerConfig
         >>> OptimizerConfig(lr=0.05).momentum
         0.9
     """
@@ -69,7 +69,7 @@ class ScheduleConfig:
         min_lr: Fraction of the base rate that ``"cosine"`` ends at.
 
     Example:
-        >>> from graphwire.training import ScheduleConfig
+        >>> from graphwire import ScheduleConfig
         >>> ScheduleConfig("multistep", milestones=(80, 120)).gamma
         0.1
     """
@@ -119,7 +119,7 @@ class TrainConfig:
         device: Device to train on; ``None`` picks the distributed run's device or CPU.
 
     Example:
-        >>> from graphwire.training import TrainConfig
+        >>> from graphwire import TrainConfig
         >>> TrainConfig(epochs=2, batch_size=64).schedule.kind
         'cosine'
     """

@@ -13,7 +13,7 @@ import functools
 import importlib.util
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,8 @@ class DataSplits:
         num_classes: Number of classes.
         in_channels: Image (or signal) channels.
         image_size: Image side in pixels (the signal length ``L`` for 1-D data).
+        source: How the data was made, for the record: a generated set's generator and
+            its arguments (empty for data read from disk or given by the user).
     """
 
     name: str
@@ -62,6 +64,7 @@ class DataSplits:
     num_classes: int
     in_channels: int
     image_size: int
+    source: dict[str, Any] = field(default_factory=dict)
 
 
 def load_digits(
@@ -82,7 +85,7 @@ def load_digits(
         Splits of :class:`~torch.utils.data.TensorDataset` with ``[1, 8u, 8u]`` images.
 
     Example:
-        >>> from graphwire.training import load_digits
+        >>> from graphwire.training.data import load_digits
         >>> d = load_digits()
         >>> len(d.train), len(d.val), d.num_classes, d.train[0][0].shape
         (1258, 539, 10, torch.Size([1, 8, 8]))
@@ -189,7 +192,7 @@ def load_mnist1d(
         DataError: the ``mnist1d`` package is not installed.
 
     Example:
-        >>> from graphwire.training import load_mnist1d
+        >>> from graphwire.training.data import load_mnist1d
         >>> d = load_mnist1d()
         >>> len(d.train), len(d.val), d.num_classes, d.train[0][0].shape
         (4000, 1000, 10, torch.Size([1, 40]))
@@ -204,8 +207,14 @@ def load_mnist1d(
     yt, yv = torch.tensor(y, dtype=torch.long), torch.tensor(y_val, dtype=torch.long)
     if limit is not None:
         xt, yt, xv, yv = xt[:limit], yt[:limit], xv[:limit], yv[:limit]
+    source = {
+        "generator": "mnist1d.data.make_dataset",
+        **MNIST1D_ARGS,
+        "num_samples": int(num_samples),
+        "seed": int(seed),
+    }
     return DataSplits(
-        "mnist1d", TensorDataset(xt, yt), TensorDataset(xv, yv), 10, 1, int(xt.shape[-1])
+        "mnist1d", TensorDataset(xt, yt), TensorDataset(xv, yv), 10, 1, int(xt.shape[-1]), source
     )
 
 
@@ -401,7 +410,7 @@ def make_loader(
     (evaluation, so every image counts once).
 
     Example:
-        >>> from graphwire.training import load_digits, make_loader
+        >>> from graphwire.training.data import load_digits, make_loader
         >>> loader = make_loader(load_digits().train, 256, train=True, seed=0)
         >>> len(loader), next(iter(loader))[0].shape
         (5, torch.Size([256, 1, 8, 8]))

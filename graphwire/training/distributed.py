@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from graphwire.wiring import Rewirable
+from graphwire.wiring.optimizer import Rewirable
 
 __all__ = [
     "DistInfo",

@@ -29,7 +29,7 @@ from graphwire.training.distributed import (
     wrap_model,
 )
 from graphwire.training.optim import build_optimizer, build_scheduler
-from graphwire.wiring import DNWOptimizer, Rewirable
+from graphwire.wiring.optimizer import DNWOptimizer, Rewirable
 
 __all__ = ["Trainer", "TrainResult", "evaluate", "StepHook"]
 
@@ -70,7 +70,8 @@ def evaluate(
     Example:
         >>> import torch
         >>> from torch.utils.data import TensorDataset
-        >>> from graphwire.training import evaluate, make_loader
+        >>> from graphwire.training.data import make_loader
+        >>> from graphwire.training.loop import evaluate
         >>> data = TensorDataset(torch.eye(4), torch.arange(4))
         >>> evaluate(torch.nn.Identity(), make_loader(data, 2, train=False))["acc"]
         100.0
@@ -123,8 +124,9 @@ class Trainer:
 
     Example:
         >>> import torch
-        >>> from graphwire.training import Trainer, TrainConfig, load_digits
-        >>> data = load_digits(limit=64)
+        >>> from graphwire import Trainer, TrainConfig
+        >>> from graphwire.training import load_dataset
+        >>> data = load_dataset("digits", limit=64)
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
         >>> cfg = TrainConfig(epochs=1, batch_size=32, progress=False)
         >>> result = Trainer(model, data, cfg).fit()

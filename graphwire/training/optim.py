@@ -12,7 +12,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from graphwire.errors import ConfigError
 from graphwire.training.config import OptimizerConfig, ScheduleConfig
-from graphwire.wiring import DNWOptimizer, Rewirable
+from graphwire.wiring.optimizer import DNWOptimizer, Rewirable
 
 __all__ = ["parameter_groups", "build_optimizer", "LRSchedule", "build_scheduler"]
 
@@ -54,7 +54,7 @@ def parameter_groups(model: nn.Module, config: OptimizerConfig) -> list[dict[str
     Example:
         >>> from graphwire import WiredGraph
         >>> from graphwire.graph import layered_dag
-        >>> from graphwire.training import OptimizerConfig
+        >>> from graphwire import OptimizerConfig
         >>> from graphwire.training.optim import parameter_groups
         >>> net = WiredGraph(layered_dag([2, 3, 1]), density=0.5, seed=0)
         >>> [(g["name"], len(g["params"])) for g in parameter_groups(net, OptimizerConfig())]
@@ -106,7 +106,8 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> Optimizer:
     Example:
         >>> from graphwire import WiredGraph
         >>> from graphwire.graph import layered_dag
-        >>> from graphwire.training import OptimizerConfig, build_optimizer
+        >>> from graphwire import OptimizerConfig
+        >>> from graphwire.training.optim import build_optimizer
         >>> net = WiredGraph(layered_dag([2, 3, 1]), density=0.5, seed=0)
         >>> build_optimizer(net, OptimizerConfig(lr=0.1))
         DNWOptimizer(wired=[''], base=SGD)
@@ -137,7 +138,7 @@ class LRSchedule:
         epochs: Number of epochs of the run.
 
     Example:
-        >>> from graphwire.training import ScheduleConfig
+        >>> from graphwire import ScheduleConfig
         >>> from graphwire.training.optim import LRSchedule
         >>> s = LRSchedule(ScheduleConfig("multistep", milestones=(2,)), 10, 4)
         >>> s(0), s(19), s(20)
@@ -182,7 +183,7 @@ def build_scheduler(
 
     Example:
         >>> import torch
-        >>> from graphwire.training import ScheduleConfig
+        >>> from graphwire import ScheduleConfig
         >>> from graphwire.training.optim import build_scheduler
         >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
         >>> sched = build_scheduler(opt, ScheduleConfig("cosine"), steps_per_epoch=5, epochs=2)

@@ -1,53 +1,44 @@
 """Wiring rules: the top-k edge selection, the rules built on it, and the DNW optimizer.
 
 The second stage of graphwire's flow: graph -> **wiring rule** -> execution -> training
--> export.
+-> export. A wired module (:class:`WiredModule`: :class:`~graphwire.WiredGraph` and the
+wired layers) belongs to one :class:`SharedBudget`, whose rule decides which of its
+candidate edges are selected; :class:`~graphwire.DNWOptimizer` re-selects after every
+optimizer step. Rules by family: DNW and the paper's baselines (:class:`DNW`,
+:class:`DNWNoUpdate`, :class:`RandomGraph`, :class:`Complete`, :class:`FixedMask`,
+:class:`TargetedDropout`), dynamic sparse training (:class:`RigL`, :class:`SET`) and
+pruning (:class:`GMP`, :class:`L1Anneal`); a rule may be given by its registry name
+wherever one is accepted (``rule="rigl"``; :func:`make_rule`).
 """
 
-from graphwire.wiring.budget import SharedBudget
-from graphwire.wiring.module import WiredModule
-from graphwire.wiring.optimizer import DNWOptimizer, Rewirable
-from graphwire.wiring.rules import (
+from graphwire.wiring._rules import make_rule
+from graphwire.wiring._rules.base import WiringRule
+from graphwire.wiring._rules.dnw import (
     DNW,
-    FAN_IN,
-    GMP,
-    RULES,
-    SET,
     Complete,
     DNWNoUpdate,
-    Frozen,
-    L1Anneal,
+    FixedMask,
     RandomGraph,
-    RigL,
     TargetedDropout,
-    WiringRule,
-    make_rule,
-    straight_through,
 )
-from graphwire.wiring.topk import DISTRIBUTIONS, distribute_budget, resolve_budget, select_topk
+from graphwire.wiring._rules.dynamic import SET, RigL
+from graphwire.wiring._rules.pruning import GMP, L1Anneal
+from graphwire.wiring.budget import SharedBudget
+from graphwire.wiring.module import WiredModule
 
 __all__ = [
-    "select_topk",
-    "resolve_budget",
-    "distribute_budget",
-    "DISTRIBUTIONS",
     "WiringRule",
     "DNW",
     "DNWNoUpdate",
     "RandomGraph",
     "Complete",
-    "Frozen",
+    "FixedMask",
     "TargetedDropout",
     "RigL",
     "SET",
-    "L1Anneal",
     "GMP",
-    "FAN_IN",
-    "RULES",
+    "L1Anneal",
     "make_rule",
-    "straight_through",
-    "DNWOptimizer",
-    "Rewirable",
-    "WiredModule",
     "SharedBudget",
+    "WiredModule",
 ]

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from graphwire.errors import ConfigError
-from graphwire.wiring.rules import WiringRule, make_rule, replace_mask
+from graphwire.wiring._rules import make_rule
+from graphwire.wiring._rules.base import WiringRule, replace_mask
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch.optim import Optimizer

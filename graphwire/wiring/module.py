@@ -12,8 +12,8 @@ from graphwire.errors import ConfigError, SelectionError
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwire.graph.channel_graph import ChannelGraph
+    from graphwire.wiring._rules.base import WiringRule
     from graphwire.wiring.budget import SharedBudget
-    from graphwire.wiring.rules import WiringRule
 
 __all__ = ["WiredModule"]
 

@@ -11,8 +11,8 @@ from torch.optim import Optimizer
 
 from graphwire._utils import describe
 from graphwire.errors import CheckpointError, ConfigError
+from graphwire.wiring._rules.base import WiringRule
 from graphwire.wiring.budget import SharedBudget
-from graphwire.wiring.rules import WiringRule
 
 __all__ = ["DNWOptimizer", "Rewirable"]
 

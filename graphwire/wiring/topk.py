@@ -118,7 +118,7 @@ def select_topk(
 
     Example:
         >>> import torch
-        >>> from graphwire.wiring import select_topk
+        >>> from graphwire.wiring.topk import select_topk
         >>> select_topk(torch.tensor([0.5, 2.0, 0.5, 1.0]), [2]).tolist()
         [False, True, False, True]
         >>> select_topk(torch.tensor([1.0, 1.0, 1.0]), [2]).tolist()  # ties: lower index
@@ -176,7 +176,7 @@ def resolve_budget(
             is out of range.
 
     Example:
-        >>> from graphwire.wiring import resolve_budget
+        >>> from graphwire.wiring.topk import resolve_budget
         >>> resolve_budget([100, 300], k=None, density=0.1)
         [10, 30]
     """
@@ -239,7 +239,7 @@ def distribute_budget(
             ``"global"``, or a ``total`` above the candidates.
 
     Example:
-        >>> from graphwire.wiring import distribute_budget
+        >>> from graphwire.wiring.topk import distribute_budget
         >>> distribute_budget(300, [(10, 10), (100, 100)], "uniform")
         [3, 297]
         >>> distribute_budget(300, [(10, 10), (100, 100)], "erk")  # denser small layer

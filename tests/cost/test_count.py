@@ -302,9 +302,3 @@ def test_training_mode_is_restored():
     net[2].eval()
     count(net, (1, 3))
     assert [m.training for m in net] == [True, True, False] and net.training
-
-
-def test_top_level_and_package_names():
-    assert graphwire.count is graphwire.cost.count
-    assert set(graphwire.cost.__all__) == {"count", "Cost", "CostItem", "COST_KINDS"}
-    assert not hasattr(graphwire.export, "count")

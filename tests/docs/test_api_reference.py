@@ -115,7 +115,7 @@ def test_aliases_point_at_documented_names():
     aliases = gw_api.aliases(INFOS)
     assert aliases, "graphwire re-exports names, so there must be aliases"
     assert set(aliases.values()) <= canonical
-    assert aliases.get("graphwire.WiredGraph") == "graphwire.execution.WiredGraph"
+    assert aliases.get("graphwire.execution.wired.WiredGraph") == "graphwire.WiredGraph"
 
 
 def test_local_inventories_are_up_to_date(tmp_path):

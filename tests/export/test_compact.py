@@ -12,8 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from graphwire.export import CompactionReport, LayerChannels, compact_channels
-from graphwire.layers import WiredLayer
+from graphwire.export import CompactionReport, compact_channels
+from graphwire.export._compact import LayerChannels
+from graphwire.layers._wired_layers import WiredLayer
 from models.resnet import resnet50, resnet_cifar
 
 ATOL = 1e-5

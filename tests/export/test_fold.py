@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import graphwire
-from graphwire.export import fold_batchnorms
+from graphwire.export._fold import fold_batchnorms
 from graphwire.layers import sparsify
 
 
@@ -114,7 +114,7 @@ def test_compile_folds_the_batchnorms_of_a_sparsified_network():
     model = with_statistics(sparsify(net, density=0.2, seed=0), 3)
     x = torch.randn(2, 3, 10, 10)
     expected = model(x)
-    fast = graphwire.compile(model, kernel="sparse")
+    fast = graphwire.freeze(model, kernel="sparse")
     assert fast.folded_batchnorms == ["1", "4"]
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
     with torch.inference_mode():

@@ -10,9 +10,11 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 import graphwire
-from graphwire.export import fuse_epilogues
+from graphwire.export import SparseConv2d
+from graphwire.export._fuse import fuse_epilogues
+from graphwire.export._layers import SparseConv1d
 from graphwire.layers import sparsify
-from graphwire.lowering import SparseConv1d, SparseConv2d, _kernel
+from graphwire.lowering import _kernel
 
 
 def sparse(cin, cout, k=3, seed=0, **kw):
@@ -223,8 +225,8 @@ def small_resnet():
 
 def test_compiled_sparsified_resnet_fuses_and_matches_the_masked_model(tmp_path):
     masked = sparsify(small_resnet(), density=0.3, seed=0).eval()
-    fused = graphwire.compile(masked, kernel="sparse")
-    plain = graphwire.compile(masked, kernel="sparse", fuse=False)
+    fused = graphwire.freeze(masked, kernel="sparse")
+    plain = graphwire.freeze(masked, kernel="sparse", fuse=False)
     assert plain.fused_epilogues == {}
     assert not any(isinstance(m, fx.GraphModule) for m in plain.modules())
     kinds = set(fused.fused_epilogues.values())
@@ -239,7 +241,7 @@ def test_compiled_sparsified_resnet_fuses_and_matches_the_masked_model(tmp_path)
     assert sorted(fused.state_dict()) == sorted(plain.state_dict())
     buffer = io.BytesIO()
     torch.save(fused.state_dict(), buffer)
-    other = graphwire.compile(sparsify(small_resnet(), density=0.3, seed=1).eval(), kernel="sparse")
+    other = graphwire.freeze(sparsify(small_resnet(), density=0.3, seed=1).eval(), kernel="sparse")
     buffer.seek(0)
     other.load_state_dict(torch.load(buffer))
     with torch.inference_mode():
@@ -259,7 +261,7 @@ def test_compiled_sparsified_resnet_fuses_and_matches_the_masked_model(tmp_path)
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_fused_sparse_convolutions_match_the_masked_model():
     masked = sparsify(small_resnet(), density=0.3, seed=0).eval().cuda()
-    fused = graphwire.compile(masked, kernel="sparse")  # torch's epilogue on the GPU
+    fused = graphwire.freeze(masked, kernel="sparse")  # torch's epilogue on the GPU
     assert "add+relu" in fused.fused_epilogues.values()
     x = torch.randn(3, 3, 8, 8, device="cuda")
     with torch.inference_mode():

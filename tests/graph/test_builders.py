@@ -2,15 +2,7 @@ import pytest
 import torch
 
 from graphwire import EdgeIndexError
-from graphwire.graph import (
-    barabasi_albert,
-    bipartite,
-    complete_digraph,
-    erdos_renyi,
-    gnm,
-    layered_dag,
-    watts_strogatz,
-)
+from graphwire.graph import bipartite, complete_digraph, layered_dag, random_graph
 
 
 def test_layered_dag_counts_and_groups():
@@ -47,10 +39,10 @@ def test_bipartite_matches_linear_layout():
 @pytest.mark.parametrize(
     "build",
     [
-        lambda s: erdos_renyi(30, 0.2, seed=s),
-        lambda s: gnm(30, 60, seed=s),
-        lambda s: watts_strogatz(30, 4, 0.3, seed=s),
-        lambda s: barabasi_albert(30, 2, seed=s),
+        lambda s: random_graph("erdos_renyi", 30, p=0.2, seed=s),
+        lambda s: random_graph("gnm", 30, m=60, seed=s),
+        lambda s: random_graph("watts_strogatz", 30, k=4, p=0.3, seed=s),
+        lambda s: random_graph("barabasi_albert", 30, m=2, seed=s),
     ],
 )
 def test_random_builders_reproducible_and_acyclic(build):
@@ -62,10 +54,10 @@ def test_random_builders_reproducible_and_acyclic(build):
 
 
 def test_random_builder_counts():
-    assert gnm(20, 50, seed=0).num_edges == 50
-    assert gnm(20, 50, seed=0, dag=False).num_edges == 100
-    assert watts_strogatz(20, 4, 0.1, seed=0).num_edges == 40
-    assert barabasi_albert(20, 3, seed=0).num_edges == 51
+    assert random_graph("gnm", 20, m=50, seed=0).num_edges == 50
+    assert random_graph("gnm", 20, m=50, seed=0, dag=False).num_edges == 100
+    assert random_graph("watts_strogatz", 20, k=4, p=0.1, seed=0).num_edges == 40
+    assert random_graph("barabasi_albert", 20, m=3, seed=0).num_edges == 51
 
 
 def test_builder_errors():
@@ -74,6 +66,12 @@ def test_builder_errors():
     with pytest.raises(EdgeIndexError, match=r"block_sizes\[1\] must be a positive int"):
         layered_dag([4, 0])
     with pytest.raises(EdgeIndexError, match="p must be a probability"):
-        erdos_renyi(5, 1.5, seed=0)
+        random_graph("erdos_renyi", 5, p=1.5, seed=0)
+    with pytest.raises(EdgeIndexError, match="kind='ws' is not known; expected one of"):
+        random_graph("ws", 5, p=0.5, seed=0)
+    with pytest.raises(EdgeIndexError, match=r"takes the parameters \['k', 'p'\]; got \['p'\]"):
+        random_graph("watts_strogatz", 10, p=0.5, seed=0)
+    with pytest.raises(EdgeIndexError, match=r"m must be an int in \[1, num_nodes=10\)"):
+        random_graph("barabasi_albert", 10, m=10, seed=0)
     with pytest.raises(EdgeIndexError, match=r"inputs=11 must be in \[1, 10\]"):
         complete_digraph(10, inputs=11, outputs=1)

@@ -168,9 +168,9 @@ def test_cycle_found_behind_a_long_tail_and_is_a_real_cycle():
 
 
 def test_generations_partition_nodes_and_respect_edges():
-    from graphwire.graph import erdos_renyi
+    from graphwire.graph import random_graph
 
-    g = erdos_renyi(60, 0.1, seed=4)
+    g = random_graph("erdos_renyi", 60, p=0.1, seed=4)
     gens = g.generations
     level = torch.empty(g.num_nodes, dtype=torch.long)
     for i, nodes in enumerate(gens):

@@ -58,9 +58,3 @@ def test_pyg_round_trip():
     assert torch.equal(back.group_id, g.group_id)
     assert back.group_names == g.group_names
     assert torch.equal(back.inputs, g.inputs) and torch.equal(back.outputs, g.outputs)
-
-
-def test_methods_delegate():
-    g = weighted_graph()
-    assert edge_set(ChannelGraph.from_networkx(g.to_networkx())) == edge_set(g)
-    assert edge_set(ChannelGraph.from_pyg(g.to_pyg())) == edge_set(g)

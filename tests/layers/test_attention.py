@@ -10,8 +10,8 @@ from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 import graphwire
 from graphwire import ConfigError, DNWOptimizer
+from graphwire.export import SparseLinear
 from graphwire.layers import WiredLinear, WiredMultiheadAttention, sparsify
-from graphwire.lowering import SparseLinear
 from graphwire.wiring import SharedBudget
 
 ATOL = 1e-5
@@ -107,7 +107,7 @@ def test_transformer_encoder_sparsified_and_compiled(kernel):
         want, got = enc(x, src_key_padding_mask=pad), same(x, src_key_padding_mask=pad)
     torch.testing.assert_close(got[~pad], want[~pad], rtol=0, atol=ATOL)
     model = sparsify(enc, density=0.1, seed=1).eval()
-    fast = graphwire.compile(model, kernel=kernel)
+    fast = graphwire.freeze(model, kernel=kernel)
     assert "layers.0.self_attn.q_proj" in fast.layer_kernels
     if kernel == "sparse":
         assert isinstance(fast.layers[0].self_attn.out_proj, SparseLinear)

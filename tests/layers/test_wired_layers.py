@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from graphwire import ConfigError, DNWOptimizer, SelectionError
-from graphwire.layers import WiredConv1d, WiredConv2d, WiredLayer, WiredLinear, sparsify
-from graphwire.wiring import Frozen, SharedBudget, TargetedDropout
+from graphwire.layers import WiredConv1d, WiredConv2d, WiredLinear, sparsify
+from graphwire.layers._wired_layers import WiredLayer
+from graphwire.wiring import FixedMask, SharedBudget, TargetedDropout
 
 
 def small_net():
@@ -204,7 +205,7 @@ def test_random_rule_global_budget_is_exact_and_seeded():
 def test_frozen_and_targeted_dropout_on_layers():
     mask = torch.zeros(12, dtype=torch.bool)
     mask[[0, 5, 7]] = True
-    frozen = WiredLinear(4, 3, rule=Frozen(mask))
+    frozen = WiredLinear(4, 3, rule=FixedMask(mask))
     assert frozen.edge_mask.flatten().tolist() == mask.tolist()
     dropout = WiredLinear(64, 64, density=0.1, rule=TargetedDropout(rho=0.9, seed=0))
     x = torch.randn(2, 64)

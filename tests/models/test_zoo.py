@@ -10,7 +10,8 @@ from torch import nn
 import graphwire
 import models
 from graphwire import ConfigError, DNWOptimizer, GraphError, WiredGraph
-from graphwire.layers import WiredLayer
+from graphwire.graph import to_networkx
+from graphwire.layers._wired_layers import WiredLayer
 from graphwire.wiring import TargetedDropout
 from models import create_model, list_models, model_defaults
 from models.baselines import fine_tune_from, lottery_ticket
@@ -133,7 +134,7 @@ def test_model_builds_trains_a_step_and_compiles(name):
             for m in graphs:
                 m.backend = "auto"
             model.eval()
-            frozen = graphwire.compile(model, mode="eval")
+            frozen = graphwire.freeze(model)
             torch.testing.assert_close(frozen(x), model(x), rtol=1e-4, atol=1e-4)
     cost = graphwire.count(model, shape)
     allocated = sum(p.numel() for p in model.parameters())
@@ -219,7 +220,7 @@ def test_graph_rnn_wiring_has_cycles_and_one_budget():
     assert sum(kept(model)) == round(0.3 * total)
     assert all(k > 0 for k in kept(model))  # one init scale: the top-k reaches every part
     graph = model.hidden_graph()
-    assert not nx.is_directed_acyclic_graph(graph.to_networkx())
+    assert not nx.is_directed_acyclic_graph(to_networkx(graph))
     with pytest.raises(GraphError):  # a self-loop or a cycle
         graph.validate(mode="dag")
     graph.validate(mode="discrete")

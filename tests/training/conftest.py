@@ -4,7 +4,7 @@ from torch import nn
 
 from graphwire import WiredGraph
 from graphwire.graph import layered_dag
-from graphwire.training import load_digits
+from graphwire.training.data import load_digits
 
 
 class SmallWired(nn.Module):

@@ -3,15 +3,9 @@ import json
 import pytest
 import torch
 
-from graphwire import CheckpointError
-from graphwire.training import (
-    OptimizerConfig,
-    ScheduleConfig,
-    TrainConfig,
-    Trainer,
-    load_checkpoint,
-    save_checkpoint,
-)
+from graphwire import CheckpointError, OptimizerConfig, ScheduleConfig, TrainConfig, Trainer
+from graphwire.training import load_checkpoint
+from graphwire.training.checkpoint import save_checkpoint
 
 
 def _config(tmp, name, **kw):

@@ -6,14 +6,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from graphwire.training import (
-    OptimizerConfig,
-    TrainConfig,
-    Trainer,
-    init_distributed,
-    load_digits,
-    masks_agree,
-)
+from graphwire import OptimizerConfig, TrainConfig, Trainer
+from graphwire.training import init_distributed
+from graphwire.training.data import load_digits
+from graphwire.training.distributed import masks_agree
 
 
 def _free_port() -> int:

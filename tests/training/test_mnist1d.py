@@ -11,8 +11,8 @@ import torch
 
 from graphwire import DataError
 from graphwire.training import data as data_module
-from graphwire.training import load_dataset, load_mnist1d
-from graphwire.training.data import DATASETS
+from graphwire.training import load_dataset
+from graphwire.training.data import DATASETS, load_mnist1d
 
 
 @pytest.fixture

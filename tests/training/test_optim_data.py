@@ -4,20 +4,19 @@ import pytest
 import torch
 from torch import nn
 
-from graphwire import ConfigError, DataError, DNWOptimizer, GraphError
-from graphwire.training import (
+from graphwire import (
+    ConfigError,
+    DataError,
+    DNWOptimizer,
+    GraphError,
     OptimizerConfig,
     ScheduleConfig,
     TrainConfig,
-    build_optimizer,
-    load_cifar10,
-    load_dataset,
-    load_digits,
-    load_imagenet,
 )
-from graphwire.training.data import TensorLoader
+from graphwire.training import load_dataset
+from graphwire.training.data import TensorLoader, load_cifar10, load_digits, load_imagenet
 from graphwire.training.distributed import DistInfo
-from graphwire.training.optim import LRSchedule, parameter_groups
+from graphwire.training.optim import LRSchedule, build_optimizer, parameter_groups
 
 
 def test_multistep_with_warmup_per_iteration():

@@ -7,8 +7,8 @@ from torch import nn
 from graphwire import SelectionError, WiredGraph
 from graphwire.graph import layered_dag
 from graphwire.layers import WiredLinear, sparsify
-from graphwire.wiring import DNW, RigL, SharedBudget, distribute_budget
-from graphwire.wiring.topk import apportion
+from graphwire.wiring import DNW, RigL, SharedBudget
+from graphwire.wiring.topk import apportion, distribute_budget
 
 
 def erk_raw(shape):

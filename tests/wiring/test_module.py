@@ -7,7 +7,7 @@ from torch import nn
 from graphwire import ConfigError, WiredGraph
 from graphwire.graph import complete_digraph, layered_dag
 from graphwire.layers import WiredLinear, sparsify
-from graphwire.wiring import Frozen, SharedBudget, WiredModule
+from graphwire.wiring import FixedMask, SharedBudget, WiredModule
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -67,6 +67,6 @@ def test_the_rule_is_the_budgets():
     layer = WiredLinear(4, 3, density=0.5, seed=0)
     assert isinstance(layer, WiredModule) and layer.rule is layer.shared_budget.rule
     with pytest.raises(ConfigError, match="give the modules a new budget"):
-        layer.rule = Frozen(layer.edge_mask.flatten())
-    SharedBudget([layer], rule=Frozen(layer.edge_mask.flatten().clone()))
-    assert layer.rule.name == "frozen" and layer.reselect() == (0, 0)
+        layer.rule = FixedMask(layer.edge_mask.flatten())
+    SharedBudget([layer], rule=FixedMask(layer.edge_mask.flatten().clone()))
+    assert layer.rule.name == "fixed_mask" and layer.reselect() == (0, 0)

@@ -3,7 +3,8 @@ import torch
 
 from graphwire import SelectionError, WiredGraph
 from graphwire.graph import layered_dag
-from graphwire.wiring import Frozen, make_rule
+from graphwire.wiring import FixedMask
+from graphwire.wiring._rules import make_rule
 
 
 def build(rule, **kw):
@@ -19,15 +20,15 @@ def grads(net):
 def test_unknown_rule_lists_valid_names():
     with pytest.raises(
         SelectionError,
-        match="'complete', 'dnw', 'dnw_no_update', 'frozen', 'gmp', 'l1_anneal', 'random', "
+        match="'complete', 'dnw', 'dnw_no_update', 'fixed_mask', 'gmp', 'l1_anneal', 'random', "
         "'rigl', 'set', 'targeted_dropout'",
     ):
         make_rule("lottery")
 
 
 def test_frozen_by_name_explains():
-    with pytest.raises(SelectionError, match=r"Frozen\(mask\)"):
-        build("frozen", density=0.3)
+    with pytest.raises(SelectionError, match=r"FixedMask\(mask\)"):
+        build("fixed_mask", density=0.3)
 
 
 def test_dnw_gives_gradient_to_unselected_edges():
@@ -62,7 +63,7 @@ def test_complete_and_frozen():
     assert bool(full.mask().all())
     with pytest.raises(SelectionError, match="takes no k or density"):
         build("complete", density=0.5)
-    frozen = build(Frozen(build("dnw", density=0.2).mask()))
+    frozen = build(FixedMask(build("dnw", density=0.2).mask()))
     assert int(frozen.mask().sum()) == round(0.2 * frozen.weight.numel())
     with pytest.raises(SelectionError, match="has 3 entries but the graph has"):
-        build(Frozen(torch.tensor([True, False, True])))
+        build(FixedMask(torch.tensor([True, False, True])))

@@ -9,7 +9,8 @@ import torch
 from graphwire import DNWOptimizer, SelectionError, WiredGraph
 from graphwire.graph import bipartite, layered_dag
 from graphwire.layers import WiredLinear, sparsify
-from graphwire.wiring import DNW, GMP, SET, L1Anneal, RigL, make_rule
+from graphwire.wiring import DNW, GMP, SET, L1Anneal, RigL
+from graphwire.wiring._rules import make_rule
 
 
 def step(net, opt, x, target):

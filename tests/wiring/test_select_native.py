@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from graphwire import SelectionError
-from graphwire.wiring import _select, select_topk
+from graphwire.wiring import _select
+from graphwire.wiring.topk import select_topk
 
 pytestmark = pytest.mark.skipif(not _select.available(), reason="no C compiler for the kernel")
 

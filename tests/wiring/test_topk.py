@@ -3,8 +3,7 @@ import torch
 
 from graphwire import SelectionError, WiredGraph
 from graphwire.graph import layered_dag
-from graphwire.wiring import resolve_budget, select_topk
-from graphwire.wiring.topk import apportion
+from graphwire.wiring.topk import apportion, resolve_budget, select_topk
 
 
 def test_select_topk_exact_with_ties():

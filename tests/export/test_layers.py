@@ -9,17 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from graphwire import ConfigError
-from graphwire.lowering import (
-    SPARSE_LAYER_MAX_DENSITY,
-    SparseConv1d,
-    SparseConv2d,
-    SparseLinear,
-    _kernel,
-    layer_sparse_wins,
-    lower_layer,
-    sparse_kernel_available,
-)
+from graphwire.export import SparseConv2d, SparseLinear, kernel_info
+from graphwire.export._blocks import _MAX_DENSITY
+from graphwire.export._layers import SparseConv1d, sparse_layer
+from graphwire.lowering import _kernel
 
 DTYPES = (torch.float32, torch.float64)
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
@@ -301,7 +294,7 @@ def test_direct_kernel_calls_are_prepared_per_shape_and_follow_moved_buffers():
         close(sparse(x), conv(x), torch.float32)
         close(sparse(x2), conv(x2), torch.float32)
         close(sparse(x), conv(x), torch.float32)
-    assert len(sparse._direct._plans) == (2 if sparse_kernel_available() else 0)
+    assert len(sparse._direct._plans) == (2 if kernel_info()["available"] else 0)
     sparse.double()  # new buffers: float64 runs the operator, not the float32 kernel
     with torch.inference_mode():
         close(sparse(x.double()), conv.double()(x.double()), torch.float64)
@@ -377,7 +370,7 @@ def test_layers_pickle_and_deep_copy_after_a_call():
 )
 def test_torch_export(layer, shape):
     dense = pruned(layer, 0.3, 4)
-    sparse = lower_layer(dense, "sparse")
+    sparse = sparse_layer(dense, "sparse")
     assert sparse is not dense
     x = torch.randn(*shape)
     program = torch.export.export(sparse, (x,))
@@ -386,18 +379,16 @@ def test_torch_export(layer, shape):
     assert any(op.startswith("graphwire.") for op in ops), ops  # the kernel is traced
 
 
-def test_cost_model_and_lower_layer():
+def test_cost_model_picks_each_layer_s_kernel():
     linear = nn.Linear(40, 40)
-    assert not layer_sparse_wins(linear)  # no zeros: dense
-    assert lower_layer(linear) is linear
-    assert lower_layer(linear, "sparse") is not linear
-    pruned(linear, SPARSE_LAYER_MAX_DENSITY["linear"] / 2, 5)
-    assert layer_sparse_wins(linear) == sparse_kernel_available()
+    assert sparse_layer(linear) is linear  # no zeros: dense
+    assert isinstance(sparse_layer(linear, "sparse"), SparseLinear)
+    pruned(linear, _MAX_DENSITY["linear"] / 2, 5)
+    assert (sparse_layer(linear) is not linear) == kernel_info()["available"]
     conv3d = nn.Conv3d(2, 2, 3)
-    assert lower_layer(conv3d, "sparse") is conv3d  # no sparse path
-    assert not layer_sparse_wins(pruned(nn.Conv2d(4, 4, 3).double(), 0.01, 6).half())
-    with pytest.raises(ConfigError, match="kernel='fast' is not known; expected one of"):
-        lower_layer(linear, "fast")
+    assert sparse_layer(conv3d, "sparse") is conv3d  # no sparse path
+    half = pruned(nn.Conv2d(4, 4, 3).double(), 0.01, 6).half()
+    assert sparse_layer(half) is half  # no half-precision kernels
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -405,10 +396,10 @@ def test_cuda_sparse_layers_match_dense():
     conv = pruned(nn.Conv2d(4, 8, 3, padding=1), 0.2, 7).cuda()
     linear = pruned(nn.Linear(16, 8), 0.2, 8).cuda()
     x, v = torch.randn(2, 4, 9, 9, device="cuda"), torch.randn(5, 16, device="cuda")
-    assert not layer_sparse_wins(conv)  # dense kernels on a GPU
+    assert sparse_layer(conv) is conv  # dense kernels on a GPU
     with torch.inference_mode():
-        close(lower_layer(conv, "sparse")(x), conv(x), torch.float32)
-        close(lower_layer(linear, "sparse")(v), linear(v), torch.float32)
+        close(sparse_layer(conv, "sparse")(x), conv(x), torch.float32)
+        close(sparse_layer(linear, "sparse")(v), linear(v), torch.float32)
 
 
 # ------------------------------------------------------------------ ELL (constant fan-in)
@@ -466,7 +457,7 @@ def test_ell_kernel_matches_its_torch_fallback():
 
 def test_ell_linear_state_dict_and_torch_export():
     linear = constant_fan_in(nn.Linear(12, 10), 3, 1)
-    sparse = lower_layer(linear, "sparse")
+    sparse = sparse_layer(linear, "sparse")
     assert {"ell_idx", "ell_val"} <= set(sparse.state_dict())
     x = torch.randn(2, 12)  # few rows: the ELL kernel is the one traced
     program = torch.export.export(sparse, (x,))

@@ -7,11 +7,11 @@ import torch
 from torch import nn
 
 import graphwire
-from graphwire import ConfigError, DNWOptimizer, GraphError, ODESolver, WiredGraph
+from graphwire import ChannelGraph, ConfigError, DNWOptimizer, GraphError, ODESolver, WiredGraph
+from graphwire.backends.dense import DenseBackend as DenseExecutor
 from graphwire.errors import ReachabilityError
-from graphwire.graph import ChannelGraph, complete_digraph, layered_dag
-from graphwire.lowering import DenseExecutor
-from graphwire.wiring import Frozen
+from graphwire.graph import complete_digraph, layered_dag
+from graphwire.wiring import FixedMask
 
 OPS = ["relu", "tanh", "identity", "grouped"]
 
@@ -213,22 +213,11 @@ def test_continuous_adaptive_solver_gradients_match(adjoint):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
 
 
-def test_compile_train_is_a_harmless_alias():
-    wired = WiredGraph(layered_dag([4, 6, 3]), node_op="relu", density=0.5, seed=0)
-    model = nn.Sequential(nn.Linear(5, 4), wired, nn.Flatten())
-    with pytest.warns(FutureWarning, match="no longer needed"):
-        assert graphwire.compile(model, mode="train") is model
-    wired.backend = "reference"
-    with pytest.warns(FutureWarning, match="no longer needed"):
-        assert graphwire.compile(model, mode="train") is model
-    assert wired.backend == "dense"
-
-
 def test_auto_backend_falls_back_to_message_passing_on_very_sparse_candidates():
-    from graphwire.graph import erdos_renyi
-    from graphwire.lowering import AUTO_MAX_FILL, dense_fill
+    from graphwire.backends.dense import AUTO_MAX_FILL, dense_fill
+    from graphwire.graph import random_graph
 
-    sparse = erdos_renyi(400, 0.005, inputs=10, outputs=5, seed=0, dag=False)
+    sparse = random_graph("erdos_renyi", 400, p=0.005, inputs=10, outputs=5, seed=0, dag=False)
     assert dense_fill(sparse, "discrete") > AUTO_MAX_FILL
     net = WiredGraph(sparse, mode="discrete", density=0.5, seed=0)
     assert net.backend == "reference"
@@ -260,22 +249,18 @@ def test_errors_name_the_problem():
 def test_compile_errors_name_the_problem():
     g = layered_dag([2, 3, 2])
     with pytest.raises(GraphError, match="selection is empty"):
-        graphwire.compile(WiredGraph(g, rule=Frozen(torch.zeros(g.num_edges, dtype=torch.bool))))
+        graphwire.freeze(WiredGraph(g, rule=FixedMask(torch.zeros(g.num_edges, dtype=torch.bool))))
     net = WiredGraph(g, density=0.5)
-    with pytest.raises(
-        ConfigError, match="mode='fast' is not known; expected one of 'eval', 'train'"
-    ):
-        graphwire.compile(net, mode="fast")
-    with pytest.raises(ConfigError, match="already compiled"):
-        graphwire.compile(graphwire.compile(net))
+    with pytest.raises(ConfigError, match="frozen already"):
+        graphwire.freeze(graphwire.freeze(net))
     with pytest.raises(ConfigError, match="holds no graphwire.WiredGraph"):
-        graphwire.compile(nn.Linear(2, 2))
+        graphwire.freeze(nn.Linear(2, 2))
     with pytest.raises(
         ConfigError, match="must be a graphwire.WiredGraph, a wired layer or an nn.Module"
     ):
-        graphwire.compile("net")
+        graphwire.freeze("net")
     with pytest.raises(GraphError, match=r"x must have shape \[B, n_inputs=2\]"):
-        graphwire.compile(net)(torch.randn(3, 5))
+        graphwire.freeze(net)(torch.randn(3, 5))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from graphwire import ConfigError, GraphError, ODESolver, WiredGraph
-from graphwire.graph import ChannelGraph, complete_digraph, layered_dag
+from graphwire import ChannelGraph, ConfigError, GraphError, ODESolver, WiredGraph
+from graphwire.graph import complete_digraph, layered_dag
 
 torch.set_default_dtype(torch.float32)
 
@@ -203,14 +203,14 @@ def test_per_group_node_ops_export():
 
 
 def test_unfed_nodes_are_the_non_inputs_without_a_selected_incoming_edge():
-    from graphwire.wiring import Frozen
+    from graphwire.wiring import FixedMask
 
     g = complete_digraph(10, inputs=3, outputs=2)
     keep = torch.rand(g.num_edges, generator=torch.Generator().manual_seed(0)) < 0.08
     fed = set(g.edge_index[1, keep].tolist())
     expected = [v for v in range(3, 10) if v not in fed]
     assert 0 < len(expected) < 7  # some nodes fed, some not: neither answer is trivial
-    net = WiredGraph(g, node_op="relu", rule=Frozen(keep), mode="discrete", steps=2)
+    net = WiredGraph(g, node_op="relu", rule=FixedMask(keep), mode="discrete", steps=2)
     assert net.unfed_nodes().tolist() == expected
 
 

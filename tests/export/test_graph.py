@@ -8,10 +8,19 @@ import torch
 from torch import nn
 
 import graphwire
-from graphwire import ConfigError, GraphError, ODESolver, ReachabilityError, WiredGraph
-from graphwire.graph import ChannelGraph, complete_digraph, layered_dag
-from graphwire.lowering import CompiledGraph, DenseMix, SparseMix, _kernel
-from graphwire.wiring import Frozen
+from graphwire import (
+    ChannelGraph,
+    ConfigError,
+    GraphError,
+    ODESolver,
+    ReachabilityError,
+    WiredGraph,
+)
+from graphwire.export import FrozenGraph
+from graphwire.export._blocks import Mix
+from graphwire.graph import complete_digraph, layered_dag
+from graphwire.lowering import _kernel
+from graphwire.wiring import FixedMask
 
 OPS = ["relu", "tanh", "identity", "grouped", "conv"]
 
@@ -80,7 +89,7 @@ def test_random_graphs_match_reference_float64(mode, kernel):
     dropped = kept_constant = 0
     for seed in range(100):
         net, x = random_trained_net(seed, mode)
-        fast = graphwire.compile(net, mode="eval", kernel=kernel)
+        fast = graphwire.freeze(net, kernel=kernel)
         with torch.no_grad():
             expected = net(x)
         with torch.inference_mode():
@@ -95,7 +104,7 @@ def test_random_graphs_match_reference_float64(mode, kernel):
 def test_random_graphs_match_reference_float32(mode):
     for seed in range(200, 260):
         net, x = random_trained_net(seed, mode, dtype=torch.float32)
-        fast = graphwire.compile(net, mode="eval")
+        fast = graphwire.freeze(net)
         with torch.inference_mode():
             torch.testing.assert_close(fast(x), net(x), rtol=1e-5, atol=1e-5)
 
@@ -106,7 +115,7 @@ def test_adaptive_solver_keeps_error_control_of_the_full_state():
     dropped = 0
     for seed in range(40):
         net, x = random_trained_net(seed, "continuous", solver=solver)
-        fast = graphwire.compile(net, mode="eval")
+        fast = graphwire.freeze(net)
         with torch.no_grad():
             torch.testing.assert_close(fast(x), net(x), rtol=1e-10, atol=1e-10)
         dropped += fast.dropped_nodes
@@ -122,7 +131,7 @@ def test_dead_nodes_are_removed_and_constant_nodes_kept():
     with torch.no_grad():
         net.weight.copy_(torch.tensor([2.0, 1.0, 3.0, 5.0, 1.0], dtype=torch.float64))
         net.node_op.bias.copy_(torch.tensor([0, 0, 1.0, 0, -1.0, 0], dtype=torch.float64))
-    fast = graphwire.compile(net, mode="eval")
+    fast = graphwire.freeze(net)
     assert (fast.kept_nodes, fast.kept_edges) == (4, 3)  # 0, 1, 2, 3; nodes 4 and 5 gone
     x = torch.tensor([[-1.0], [2.0]], dtype=torch.float64)
     # node 3 = relu(1 * relu(2 x) + 3 * relu(0 + 1))
@@ -136,8 +145,8 @@ def test_unused_inputs_are_skipped():
     src, dst = g.edge_index
     mask[(src == 1) & (dst == 3)] = True
     mask[(src == 3) & (dst == 5)] = True
-    net = WiredGraph(g, node_op="tanh", rule=Frozen(mask)).double()
-    fast = graphwire.compile(net, mode="eval")
+    net = WiredGraph(g, node_op="tanh", rule=FixedMask(mask)).double()
+    fast = graphwire.freeze(net)
     assert fast.in_nodes.tolist() == [1] and not fast.all_inputs
     x = torch.randn(4, 3, dtype=torch.float64)
     torch.testing.assert_close(fast(x), net(x), rtol=0, atol=1e-12)
@@ -147,12 +156,12 @@ def test_unused_inputs_are_skipped():
 def test_state_dict_and_torch_save_round_trips(mode):
     g = layered_dag([3, 6, 6, 2]) if mode == "dag" else complete_digraph(8, inputs=3, outputs=2)
     net = WiredGraph(g, node_op="conv", mode=mode, density=0.4, seed=0)
-    fast = graphwire.compile(net, mode="eval", kernel="sparse")
+    fast = graphwire.freeze(net, kernel="sparse")
     x = torch.randn(2, 3, 6, 6)
     expected = fast(x)
     buf = io.BytesIO()
     torch.save(fast.state_dict(), buf)
-    other = graphwire.compile(net, mode="eval", kernel="sparse")
+    other = graphwire.freeze(net, kernel="sparse")
     with torch.no_grad():
         for t in [*other.parameters(), *other.buffers()]:
             if t.is_floating_point():
@@ -173,7 +182,7 @@ def test_state_dict_and_torch_save_round_trips(mode):
 def test_torch_export(mode, kernel, images):
     g = layered_dag([3, 6, 6, 2]) if mode == "dag" else complete_digraph(8, inputs=3, outputs=2)
     net = WiredGraph(g, node_op="conv" if images else "relu", mode=mode, density=0.4, seed=0)
-    fast = graphwire.compile(net, mode="eval", kernel=kernel)
+    fast = graphwire.freeze(net, kernel=kernel)
     x = torch.randn((4, 3, 6, 6) if images else (4, 3))
     program = torch.export.export(fast, (x,))
     torch.testing.assert_close(program.module()(x), net(x), rtol=1e-5, atol=1e-5)
@@ -186,7 +195,7 @@ def test_kernel_matches_dense_products_on_odd_shapes():
             a = torch.randn(m, n, generator=gen, dtype=dtype)
             a[torch.rand(m, n, generator=gen) < 0.6] = 0
             x = torch.randn(g_, n, p, generator=gen, dtype=dtype)
-            block = SparseMix(a)
+            block = Mix(a, sparse=True)
             y = _kernel.csr_mix(x, block.rowptr, block.col, block.val, m)
             tol = 1e-5 if dtype == torch.float32 else 1e-12
             torch.testing.assert_close(y, torch.matmul(a, x), rtol=tol, atol=tol)
@@ -197,10 +206,10 @@ def test_fallback_without_kernel(monkeypatch):
     monkeypatch.setattr(_kernel, "load", lambda: None)
     assert not _kernel.available()
     net = WiredGraph(layered_dag([4, 8, 3]), node_op="tanh", density=0.1, seed=0).double()
-    auto = graphwire.compile(net, mode="eval")
-    assert all(isinstance(b, DenseMix) for b in auto.blocks)
-    forced = graphwire.compile(net, mode="eval", kernel="sparse")
-    assert all(isinstance(b, SparseMix) for b in forced.blocks)
+    auto = graphwire.freeze(net)
+    assert all(not b.sparse for b in auto.blocks)
+    forced = graphwire.freeze(net, kernel="sparse")
+    assert all(b.sparse for b in forced.blocks)
     x = torch.randn(5, 4, dtype=torch.float64)
     torch.testing.assert_close(forced(x), net(x), rtol=0, atol=1e-12)
 
@@ -209,16 +218,16 @@ def test_cost_model_picks_sparse_for_sparse_blocks_on_cpu(monkeypatch):
     # the choice is the cost model's: pretend the kernel built, whether or not it did here
     monkeypatch.setattr(_kernel, "available", lambda: True)
     net = WiredGraph(layered_dag([64, 64]), node_op="relu", density=0.2, seed=0)
-    assert isinstance(graphwire.compile(net, mode="eval").blocks[0], SparseMix)
+    assert graphwire.freeze(net).blocks[0].sparse
     net = WiredGraph(layered_dag([64, 64]), node_op="relu", density=0.9, seed=0)
-    assert isinstance(graphwire.compile(net, mode="eval").blocks[0], DenseMix)
+    assert not graphwire.freeze(net).blocks[0].sparse
 
 
 def test_model_holding_wired_graphs_is_deep_copied_and_frozen():
     wired = WiredGraph(layered_dag([4, 6, 3]), node_op="relu", density=0.6, seed=0)
     model = nn.Sequential(nn.Linear(5, 4), wired, nn.Flatten())
-    frozen = graphwire.compile(model, mode="eval")
-    assert isinstance(frozen[1], CompiledGraph) and frozen[0] is not model[0]
+    frozen = graphwire.freeze(model)
+    assert isinstance(frozen[1], FrozenGraph) and frozen[0] is not model[0]
     assert not any(p.requires_grad for p in frozen.parameters())
     assert isinstance(model[1], WiredGraph) and model[0].weight.requires_grad
     x = torch.randn(7, 5)
@@ -232,20 +241,20 @@ def test_model_holding_wired_graphs_is_deep_copied_and_frozen():
 
 def test_eval_errors_name_the_problem():
     g = layered_dag([2, 3, 2])
-    empty = Frozen(torch.zeros(g.num_edges, dtype=torch.bool))
+    empty = FixedMask(torch.zeros(g.num_edges, dtype=torch.bool))
     with pytest.raises(GraphError, match="selection is empty"):
-        graphwire.compile(WiredGraph(g, rule=empty), mode="eval")
+        graphwire.freeze(WiredGraph(g, rule=empty))
     mask = torch.zeros(g.num_edges, dtype=torch.bool)
     mask[0] = True  # 0 -> 2 only: outputs 5 and 6 are cut off
     with pytest.raises(ReachabilityError, match=r"none of the 2 output nodes \(e.g. \[5, 6\]\)"):
-        graphwire.compile(WiredGraph(g, rule=Frozen(mask)), mode="eval")
+        graphwire.freeze(WiredGraph(g, rule=FixedMask(mask)))
     with pytest.raises(ConfigError, match="kernel='csr' is not known"):
-        graphwire.compile(WiredGraph(g, density=1.0), mode="eval", kernel="csr")
-    fast = graphwire.compile(WiredGraph(g, density=1.0), mode="eval")
+        graphwire.freeze(WiredGraph(g, density=1.0), kernel="csr")
+    fast = graphwire.freeze(WiredGraph(g, density=1.0))
     with pytest.raises(GraphError, match=r"x must have shape \[B, n_inputs=2\]"):
         fast(torch.randn(3, 4))
-    with pytest.raises(ConfigError, match="already compiled"):
-        graphwire.compile(fast, mode="eval")
+    with pytest.raises(ConfigError, match="frozen already"):
+        graphwire.freeze(fast)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -255,6 +264,6 @@ def test_cuda_eval_matches_reference(mode, kernel):
     for seed in range(20):
         net, x = random_trained_net(seed, mode, dtype=torch.float32)
         net, x = net.cuda(), x.cuda()
-        fast = graphwire.compile(net, mode="eval", kernel=kernel)
+        fast = graphwire.freeze(net, kernel=kernel)
         with torch.inference_mode():
             torch.testing.assert_close(fast(x), net(x), rtol=1e-5, atol=1e-5)

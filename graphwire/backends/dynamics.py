@@ -1,6 +1,6 @@
 """The one continuous-time helper: solver options and the integration every path uses.
 
-The reference executor, the dense backend and the frozen inference module all integrate
+The reference backend, the dense backend and the frozen graph all integrate
 ``dZ/dt = f(A Z)`` through :func:`integrate`, with the options of one
 :class:`ODESolver`.
 """

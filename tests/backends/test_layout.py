@@ -2,8 +2,9 @@
 
 import torch
 
-from graphwire.graph import ChannelGraph, layered_dag
-from graphwire.lowering import dag_layout, dag_stages, recurrent_layout
+from graphwire import ChannelGraph
+from graphwire.backends.layout import dag_layout, dag_stages, recurrent_layout
+from graphwire.graph import layered_dag
 
 
 def test_dag_layout_of_a_layered_graph_by_hand():

@@ -114,7 +114,7 @@ def test_bf16_autocast_inference_default_and_frozen_match_float32(mode):
     net, x = _net(mode, True)
     with torch.inference_mode():
         expected = net(x)
-        for module in (net, graphwire.compile(net), graphwire.compile(net, kernel="dense")):
+        for module in (net, graphwire.freeze(net), graphwire.freeze(net, kernel="dense")):
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 got = module(x)
             assert not torch.equal(got.float(), expected)

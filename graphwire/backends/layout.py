@@ -1,7 +1,8 @@
 """The one layout builder: where every node sits in the dense blocks of a lowered graph.
 
-Training (the dense backend), inference (the frozen module) and the reference DAG
-executor all place nodes with these two functions, so the three paths cannot disagree:
+Training (the dense backend), inference (the frozen graph of :func:`graphwire.freeze`)
+and the reference backend's DAG stages all place nodes with these two functions, so the
+three paths cannot disagree:
 
 - :func:`dag_layout`: inputs first, then the DAG's topological stages; each stage reads a
   contiguous *window* of earlier positions, so its block is ``[rows, cols]``.
@@ -117,7 +118,7 @@ def dag_layout(graph: ChannelGraph, live: Tensor | None = None, edges: Tensor | 
 
     Example:
         >>> from graphwire.graph import layered_dag
-        >>> from graphwire.lowering import dag_layout
+        >>> from graphwire.backends.layout import dag_layout
         >>> layout = dag_layout(layered_dag([2, 3, 1]))
         >>> [(s.start, s.rows, s.cols) for s in layout.stages], layout.size
         ([(2, 3, 2), (5, 1, 5)], 11)
@@ -202,7 +203,7 @@ def recurrent_layout(graph: ChannelGraph, live: Tensor | None = None) -> Recurre
 
     Example:
         >>> from graphwire.graph import layered_dag
-        >>> from graphwire.lowering import recurrent_layout
+        >>> from graphwire.backends.layout import recurrent_layout
         >>> layout = recurrent_layout(layered_dag([2, 3, 1]))
         >>> layout.updated.tolist(), layout.held.tolist(), layout.size
         ([2, 3, 4, 5], [0, 1], 24)

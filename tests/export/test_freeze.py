@@ -9,15 +9,12 @@ from torch import nn
 
 import graphwire
 from graphwire import ConfigError, WiredGraph
+from graphwire.export import SparseConv2d, SparseLinear, kernel_info
+from graphwire.export._blocks import _MAX_DENSITY
+from graphwire.export._layers import SparseConv1d
 from graphwire.graph import layered_dag
-from graphwire.layers import WiredConv3d, WiredLayer, WiredLinear, sparsify
-from graphwire.lowering import (
-    SPARSE_LAYER_MAX_DENSITY,
-    SparseConv1d,
-    SparseConv2d,
-    SparseLinear,
-    sparse_kernel_available,
-)
+from graphwire.layers import WiredConv3d, WiredLinear, sparsify
+from graphwire.layers._wired_layers import WiredLayer
 from graphwire.wiring import WiredModule
 
 KERNELS = ("dense", "sparse", "auto")
@@ -112,7 +109,7 @@ def test_random_image_nets_compile_to_the_masked_model(seed, kernel):
     x = torch.randn(3, 3, 20, 20, generator=gen)
     expected = model(x)
     assert float(expected.std(0).max()) > 1e-3  # the output depends on the input
-    fast = graphwire.compile(model, kernel=kernel)
+    fast = graphwire.freeze(model, kernel=kernel)
     with torch.inference_mode():
         got = fast(x)
     torch.testing.assert_close(got, expected, rtol=0, atol=ATOL)
@@ -134,7 +131,7 @@ def test_1d_nets_and_linear_layers(kernel):
     model = masked(random_mlp_1d(gen), 0.15, 3, (1, 2, 30))
     x = torch.randn(5, 2, 30, generator=gen)
     assert float(model(x).std(0).max()) > 1e-3  # the output depends on the input
-    fast = graphwire.compile(model, kernel=kernel)
+    fast = graphwire.freeze(model, kernel=kernel)
     with torch.inference_mode():
         torch.testing.assert_close(fast(x), model(x), rtol=0, atol=ATOL)
     if kernel == "sparse":
@@ -143,19 +140,19 @@ def test_1d_nets_and_linear_layers(kernel):
 
 def test_auto_follows_the_cost_model():
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64))
-    model = sparsify(model, density=SPARSE_LAYER_MAX_DENSITY["linear"] / 2, seed=0)
+    model = sparsify(model, density=_MAX_DENSITY["linear"] / 2, seed=0)
     with torch.no_grad():  # the second layer: every weight selected, so dense wins
         model[2].edge_mask.fill_(True)
-    fast = graphwire.compile(model)
+    fast = graphwire.freeze(model)
     assert fast.layer_kernels["2"] == "dense" and isinstance(fast[2], nn.Linear)
-    want = "sparse" if sparse_kernel_available() else "dense"
+    want = "sparse" if kernel_info()["available"] else "dense"
     assert fast.layer_kernels["0"] == want
 
 
 def test_source_is_untouched_and_the_copy_is_frozen():
     model = masked(random_image_net(torch.Generator().manual_seed(0)), 0.2, 0, (1, 3, 16, 16))
     before = copy.deepcopy(model.state_dict())
-    fast = graphwire.compile(model, kernel="sparse")
+    fast = graphwire.freeze(model, kernel="sparse")
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key])
     assert not fast.training
@@ -164,7 +161,7 @@ def test_source_is_untouched_and_the_copy_is_frozen():
 
 def test_report_attributes_are_plain_and_not_in_the_state_dict():
     model = masked(random_mlp_1d(torch.Generator().manual_seed(1)), 0.2, 0, (1, 2, 30))
-    fast = graphwire.compile(model, kernel="auto")
+    fast = graphwire.freeze(model, kernel="auto")
     assert hasattr(fast.compaction_report, "layers")
     assert not isinstance(fast.compaction_report, torch.Tensor)
     keys = fast.state_dict().keys()
@@ -180,14 +177,14 @@ def test_state_dict_round_trip(kernel):
     gen = torch.Generator().manual_seed(2)
     model = masked(random_image_net(gen), 0.15, 2, (1, 3, 16, 16))
     x = torch.randn(2, 3, 16, 16, generator=gen)
-    first = graphwire.compile(model, kernel=kernel)
+    first = graphwire.freeze(model, kernel=kernel)
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)
     with torch.no_grad():  # same selection, other values: a different compiled model
         for m in model.modules():
             if isinstance(m, WiredLayer):
                 m.weight.mul_(1.5)
-    second = graphwire.compile(model, kernel=kernel)
+    second = graphwire.freeze(model, kernel=kernel)
     with torch.inference_mode():
         assert not torch.allclose(second(x), first(x))
         buffer.seek(0)
@@ -200,7 +197,7 @@ def test_torch_export(kernel):
     gen = torch.Generator().manual_seed(3)
     model = masked(random_image_net(gen), 0.1, 3, (1, 3, 16, 16))
     x = torch.randn(2, 3, 16, 16, generator=gen)
-    fast = graphwire.compile(model, kernel=kernel)
+    fast = graphwire.freeze(model, kernel=kernel)
     program = torch.export.export(fast, (x,))
     with torch.inference_mode():
         torch.testing.assert_close(program.module()(x), model(x), rtol=0, atol=ATOL)
@@ -219,21 +216,21 @@ def test_mixed_wired_graphs_and_layers_and_shared_modules():
     model[4] = model[2]  # one wired layer under two names
     x = torch.randn(5, 4)
     for kernel in KERNELS:
-        fast = graphwire.compile(model, kernel=kernel)
+        fast = graphwire.freeze(model, kernel=kernel)
         assert fast[2] is fast[4]
-        assert type(fast[1]).__name__ == "CompiledGraph"
+        assert type(fast[1]).__name__ == "FrozenGraph"
         with torch.inference_mode():
             torch.testing.assert_close(fast(x), model(x), rtol=0, atol=ATOL)
 
 
 def test_a_wired_layer_itself_and_conv3d():
     layer = WiredLinear(8, 8, density=0.1, seed=0)
-    fast = graphwire.compile(layer, kernel="sparse")
+    fast = graphwire.freeze(layer, kernel="sparse")
     assert isinstance(fast, SparseLinear)
     x = torch.randn(3, 8)
     torch.testing.assert_close(fast(x), layer(x), rtol=0, atol=ATOL)
     conv3d = WiredConv3d(2, 4, 3, padding=1, density=0.2, seed=0)
-    fast = graphwire.compile(nn.Sequential(conv3d), kernel="sparse")
+    fast = graphwire.freeze(nn.Sequential(conv3d), kernel="sparse")
     assert type(fast[0]) is nn.Conv3d and fast.layer_kernels == {"0": "dense"}
     v = torch.randn(1, 2, 5, 5, 5)
     torch.testing.assert_close(fast(v), conv3d(v), rtol=0, atol=ATOL)
@@ -259,18 +256,18 @@ def test_unsupported_layers_name_the_layer_and_what_is_supported():
     with pytest.raises(
         ConfigError, match=r"'1\.0' \(OtherWired\).*Supported are graphwire\.WiredGraph"
     ):
-        graphwire.compile(model)
+        graphwire.freeze(model)
     with pytest.raises(ConfigError, match="no graphwire.WiredGraph and no wired layer"):
-        graphwire.compile(nn.Sequential(nn.Linear(2, 2)))
+        graphwire.freeze(nn.Sequential(nn.Linear(2, 2)))
     with pytest.raises(ConfigError, match="kernel='csr' is not known"):
-        graphwire.compile(model, kernel="csr")
+        graphwire.freeze(model, kernel="csr")
 
 
 @pytest.mark.parametrize("kernel", ["sparse", "dense"])
 def test_count_reports_the_compiled_models_work(kernel):
     model = masked(random_image_net(torch.Generator().manual_seed(5)), 0.1, 5, (1, 3, 16, 16))
     shape = (1, 3, 16, 16)
-    fast = graphwire.compile(model, kernel=kernel)
+    fast = graphwire.freeze(model, kernel=kernel)
     before, after = graphwire.count(model, shape), graphwire.count(fast, shape)
     if kernel == "sparse":  # nonzero weights only: the masked model's live cost, less
         # the weights of channels compaction removed (computed, but read by nobody)
@@ -278,7 +275,7 @@ def test_count_reports_the_compiled_models_work(kernel):
         if fast.compaction_report.removed == 0:
             assert (after.params, after.macs) == (before.params, before.macs)
     else:  # dense layers compute every (compacted) entry
-        dense = graphwire.count(graphwire.compile(model, kernel="dense"), shape)
+        dense = graphwire.count(graphwire.freeze(model, kernel="dense"), shape)
         assert after.macs == dense.macs > before.macs
 
 
@@ -288,7 +285,7 @@ def test_cuda_compile_matches_masked(kernel):
     model = masked(random_image_net(torch.Generator().manual_seed(6)), 0.1, 6, (1, 3, 16, 16))
     model = model.cuda()
     x = torch.randn(2, 3, 16, 16, device="cuda")
-    fast = graphwire.compile(model, kernel=kernel)
+    fast = graphwire.freeze(model, kernel=kernel)
     if kernel == "auto":  # dense cuDNN / cuBLAS layers on a GPU
         assert set(fast.layer_kernels.values()) == {"dense"}
     with torch.inference_mode():
@@ -302,11 +299,11 @@ def test_constant_fan_in_layers_compile_to_ell(rows):
     model = nn.Sequential(nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 8))
     constant = sparsify(model, density=0.125, rule=DNW(fan_in="constant"), seed=0).eval()
     any_fan_in = sparsify(model, density=0.125, seed=0).eval()
-    fast = graphwire.compile(constant, kernel="sparse")
+    fast = graphwire.freeze(constant, kernel="sparse")
     assert fast[0].ell and fast[2].ell  # rows of one length: kept in ELL form
     # compaction drops the first layer's outputs no one reads; each row kept has 6 inputs
     assert fast[0].ell_idx.shape[1] == 6 and bool((fast[0].ell_val != 0).sum(1).eq(6).all())
-    assert not graphwire.compile(any_fan_in, kernel="sparse")[0].ell  # rows of many lengths
+    assert not graphwire.freeze(any_fan_in, kernel="sparse")[0].ell  # rows of many lengths
     x = torch.randn(rows, 48, generator=torch.Generator().manual_seed(rows))
     with torch.inference_mode():
         torch.testing.assert_close(fast(x), constant(x), rtol=0, atol=ATOL)

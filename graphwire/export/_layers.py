@@ -1,8 +1,8 @@
 """Frozen sparse layers: a plain ``Linear`` / ``Conv1d`` / ``Conv2d`` run by the CSR kernel.
 
-``graphwire.compile`` freezes every wired layer into the plain layer with its effective
-weight and then, layer by layer, keeps that dense layer or swaps in one of these modules,
-by the cost model :func:`layer_sparse_wins` (or as forced by ``kernel=``):
+:func:`graphwire.freeze` freezes every wired layer into the plain layer with its
+effective weight and then, layer by layer, keeps that dense layer or swaps in one of
+these modules, by the cost model (or as forced by ``kernel=``):
 
 - :class:`SparseLinear`: ``y = x @ W.T + b`` with ``W`` in CSR form, on the rows of ``x``
   in place (``graphwire::csr_linear``: blocks of 64 rows transposed in registers);
@@ -29,47 +29,15 @@ shape-only implementations).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from graphwire._utils import choose
-from graphwire.errors import ConfigError
-from graphwire.lowering import _kernel
-from graphwire.lowering._dense import csr_mix, register_ell
+from graphwire.export._blocks import csr, register_ell, sparse_mix, sparse_pays
 from graphwire.lowering._kernel import SparseConvCall, _epilogue, sparse_conv2d
 
-__all__ = [
-    "SparseLinear",
-    "SparseConv1d",
-    "SparseConv2d",
-    "SPARSE_LAYER_MAX_DENSITY",
-    "layer_sparse_wins",
-    "lower_layer",
-]
-
-#: The cost model's switch points for frozen layers, by layer kind: on a CPU with the
-#: compiled kernel, a layer whose fraction of nonzero weights is at most this runs by the
-#: CSR kernel, else as the dense layer (``"linear"``: ``nn.Linear``; ``"pointwise"``: a
-#: 1 x 1 convolution without padding; ``"conv"``: any other ``Conv1d`` / ``Conv2d``).
-#: From timings on 2-core CPUs (linear layers: an idle AVX-512 Xeon; convolutions: a
-#: shared AVX2 machine; see ``docs/concepts/compile.md``); on GPUs the dense layers
-#: (cuBLAS, cuDNN) are always chosen.
-SPARSE_LAYER_MAX_DENSITY: Mapping[str, float] = MappingProxyType(
-    {"linear": 0.2, "pointwise": 0.25, "conv": 0.15}
-)
-
-_KERNELS = ("auto", "dense", "sparse")
-
-
-def _csr(matrix_rows: Tensor, cols: Tensor, values: Tensor, rows: int):
-    """CSR ``(rowptr, col, val)`` from nonzeros already sorted by row."""
-    counts = torch.bincount(matrix_rows, minlength=rows)
-    rowptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-    return rowptr, cols.contiguous(), values.contiguous()
+__all__ = ["SparseLinear", "SparseConv1d", "SparseConv2d", "sparse_layer"]
 
 
 class SparseLinear(nn.Module):
@@ -77,8 +45,8 @@ class SparseLinear(nn.Module):
 
     Where its rows are of (nearly) one length, as under a constant fan-in
     (``fan_in="constant"``), the weight is also kept in ELL form
-    (:func:`~graphwire.lowering.ell_layout`), and inputs of at most
-    :data:`~graphwire.lowering.ELL_MAX_ROWS` rows run by ``graphwire::ell_mix``
+    (``ell_layout``), and inputs of at most ``ELL_MAX_ROWS`` (8) rows run by
+    ``graphwire::ell_mix``
     (row-major, no transposes) instead of the CSR kernel. Other inputs run by the
     custom operator ``graphwire::csr_linear``: blocks of 64 rows transposed in
     registers, walked once per block, the bias added in the kernel.
@@ -94,7 +62,7 @@ class SparseLinear(nn.Module):
     Example:
         >>> import torch
         >>> from torch import nn
-        >>> from graphwire.lowering import SparseLinear
+        >>> from graphwire.export import SparseLinear
         >>> dense = nn.Linear(16, 8)
         >>> keep = torch.rand(8, 16, generator=torch.Generator().manual_seed(0)) < 0.2
         >>> with torch.no_grad():
@@ -110,7 +78,7 @@ class SparseLinear(nn.Module):
         weight = linear.weight.detach()
         self.out_features, self.in_features = weight.shape
         rows, cols = weight.nonzero().t()
-        rowptr, col, val = _csr(rows, cols, weight[rows, cols], self.out_features)
+        rowptr, col, val = csr(rows, cols, weight[rows, cols], self.out_features)
         self.register_buffer("rowptr", rowptr)
         self.register_buffer("col", col)
         self.register_buffer("val", val)
@@ -125,7 +93,7 @@ class SparseLinear(nn.Module):
         x = x.reshape(-1, self.in_features)  # [R, in]
         b = self._buffers  # one dict, not an nn.Module attribute lookup per buffer
         ell = (b["ell_idx"], b["ell_val"]) if self.ell else None
-        y = csr_mix(x, b["rowptr"], b["col"], b["val"], self.out_features, ell, b["bias"])
+        y = sparse_mix(x, b["rowptr"], b["col"], b["val"], self.out_features, ell, b["bias"])
         return y.reshape(*lead, self.out_features)  # [..., out]
 
     def extra_repr(self) -> str:
@@ -182,7 +150,7 @@ class SparseConv2d(nn.Module):
     Example:
         >>> import torch
         >>> from torch import nn
-        >>> from graphwire.lowering import SparseConv2d
+        >>> from graphwire.export import SparseConv2d
         >>> dense = nn.Conv2d(4, 8, 3, stride=2, padding=1)
         >>> keep = torch.rand(8, 4, 3, 3, generator=torch.Generator().manual_seed(0)) < 0.1
         >>> with torch.no_grad():
@@ -219,7 +187,7 @@ class SparseConv2d(nn.Module):
             col = (c * sh + (i * dh) % sh) * sw + (j * dw) % sw
             self.register_buffer("shift_row", (i * dh) // sh)
             self.register_buffer("shift_col", (j * dw) // sw)
-        rowptr, col, val = _csr(o, col, weight[o, ci, i, j], out_ch)
+        rowptr, col, val = csr(o, col, weight[o, ci, i, j], out_ch)
         self.register_buffer("rowptr", rowptr)
         self.register_buffer("col", col)
         self.register_buffer("val", val)
@@ -234,7 +202,7 @@ class SparseConv2d(nn.Module):
     def _conv(self, x: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
         """``[B, C_in, H, W]`` -> ``[B, C_out, H', W']``, plus ``residual``, then the ReLU."""
         if self.pointwise:
-            y = csr_mix(x, self.rowptr, self.col, self.val, self.out_channels, bias=self.bias)
+            y = sparse_mix(x, self.rowptr, self.col, self.val, self.out_channels, bias=self.bias)
             return _epilogue(y, residual, relu)
         padded = self.padding_mode != "zeros"
         if padded:  # the layer's own padding by its mode first; the kernel adds zeros
@@ -302,7 +270,7 @@ class SparseConv1d(SparseConv2d):
     Example:
         >>> import torch
         >>> from torch import nn
-        >>> from graphwire.lowering import SparseConv1d
+        >>> from graphwire.export._layers import SparseConv1d
         >>> dense = nn.Conv1d(4, 6, 5, padding=2, dilation=1)
         >>> x = torch.randn(3, 4, 20)
         >>> torch.allclose(SparseConv1d(dense)(x), dense(x), atol=1e-5)
@@ -335,68 +303,39 @@ def _kind(layer: nn.Module) -> str | None:
     return None
 
 
-def layer_sparse_wins(layer: nn.Module) -> bool:
-    """The cost model for one frozen layer: run it by the CSR kernel rather than dense?
-
-    ``True`` on a CPU, for float32/float64 weights, with the compiled kernel available,
-    when the layer's fraction of nonzero weights is at most its kind's entry of
-    :data:`SPARSE_LAYER_MAX_DENSITY`. Layers without a sparse path (``Conv3d``, others)
-    are always dense.
-
-    Args:
-        layer: A plain ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d`` (others: ``False``).
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from graphwire.lowering import layer_sparse_wins, sparse_kernel_available
-        >>> layer = nn.Linear(64, 64)
-        >>> layer_sparse_wins(layer)  # fully dense
-        False
-        >>> with torch.no_grad():
-        ...     _ = layer.weight[:, 2:].zero_()  # 2 of 64 inputs: 3% density
-        >>> layer_sparse_wins(layer) == sparse_kernel_available()
-        True
-    """
-    kind = _kind(layer)
-    if kind is None:
-        return False
+def _sparse_pays(layer: nn.Module, kind: str) -> bool:
+    """The cost model for one frozen layer of a ``kind`` with a sparse path."""
     weight = layer.weight
-    if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
-        return False
     nnz = int(torch.count_nonzero(weight))
-    return nnz <= SPARSE_LAYER_MAX_DENSITY[kind] * max(weight.numel(), 1) and _kernel.available()
+    return sparse_pays(kind, nnz, weight.numel(), weight.device, weight.dtype)
 
 
-def lower_layer(layer: nn.Module, kernel: str = "auto") -> nn.Module:
+def sparse_layer(layer: nn.Module, kernel: str = "auto") -> nn.Module:
     """``layer`` itself (dense) or its sparse module, chosen by ``kernel``.
 
     Args:
         layer: A plain ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d`` holding its final
             (effective, compacted) weights; any other layer (``nn.Conv3d``, ...) is
             returned as it is.
-        kernel: ``"auto"``: :func:`layer_sparse_wins` decides; ``"dense"``: ``layer``;
-            ``"sparse"``: the sparse module for every layer that has one (on a GPU it
-            runs by torch operations, slowly).
+        kernel: ``"auto"``: the cost model decides (on the layer's device, dtype and
+            fraction of nonzero weights); ``"dense"``: ``layer``; ``"sparse"``: the
+            sparse module for every layer that has one (on a GPU it runs by torch
+            operations, slowly).
 
     Returns:
         ``layer`` or a :class:`SparseLinear`, :class:`SparseConv1d` or
         :class:`SparseConv2d` on ``layer``'s device.
 
-    Raises:
-        ConfigError: for an unknown ``kernel``.
-
     Example:
         >>> from torch import nn
-        >>> from graphwire.lowering import lower_layer
-        >>> type(lower_layer(nn.Conv2d(3, 4, 3), "sparse")).__name__
+        >>> from graphwire.export._layers import sparse_layer
+        >>> type(sparse_layer(nn.Conv2d(3, 4, 3), "sparse")).__name__
         'SparseConv2d'
-        >>> type(lower_layer(nn.Conv3d(3, 4, 3), "sparse")).__name__
+        >>> type(sparse_layer(nn.Conv3d(3, 4, 3), "sparse")).__name__
         'Conv3d'
     """
-    kernel = choose("kernel", kernel, {k: k for k in _KERNELS}, ConfigError)
     kind = _kind(layer)
-    if kind is None or kernel == "dense" or (kernel == "auto" and not layer_sparse_wins(layer)):
+    if kind is None or kernel == "dense" or (kernel == "auto" and not _sparse_pays(layer, kind)):
         return layer
     if isinstance(layer, nn.Linear):
         out: nn.Module = SparseLinear(layer)

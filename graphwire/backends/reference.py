@@ -5,17 +5,18 @@ sources, scaling by the edge weights and scatter-adding into the targets, then
 ``Z_v = f_v(I_v)``. Three modes share that step:
 
 - ``"dag"``: nodes run once, by the topological stages of
-  :func:`~graphwire.lowering.dag_stages`.
+  :func:`~graphwire.backends.layout.dag_stages`.
 - ``"discrete"``: ``T`` weight-tied steps ``Z <- f(A Z)``; cycles allowed.
-- ``"continuous"``: ``dZ/dt = f(A Z)`` integrated by :func:`~graphwire.lowering.integrate`.
+- ``"continuous"``: ``dZ/dt = f(A Z)`` integrated by
+  :func:`~graphwire.backends.dynamics.integrate`.
 
 Input nodes hold the data (after the optional input operation). In the dynamic modes
 they are the initial state, non-input nodes start at zero, and a node is *updated* when
 it is a non-input or has incoming candidate edges; the others hold their value.
 
-These executors favour clarity over speed: ``WiredGraph(..., backend="reference")``
-selects them, and the dense backend (:class:`~graphwire.lowering.DenseExecutor`, the
-default) is tested against them.
+This backend favours clarity over speed: ``WiredGraph(..., backend="reference")``
+selects it, and the dense backend (:class:`~graphwire.backends.dense.DenseBackend`, the
+default) is tested against it.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
+from graphwire.backends.dynamics import integrate
+from graphwire.backends.layout import dag_stages, recurrent_layout
+from graphwire.backends.spec import WiredSpec
 from graphwire.graph.channel_graph import ChannelGraph
-from graphwire.lowering import dag_stages, integrate, recurrent_layout
 
-__all__ = ["ReferenceExecutor", "propagate"]
+__all__ = ["ReferenceBackend", "propagate"]
 
 
 def propagate(z: Tensor, weight: Tensor, src: Tensor, dst: Tensor, num_targets: int) -> Tensor:
@@ -45,7 +48,7 @@ def propagate(z: Tensor, weight: Tensor, src: Tensor, dst: Tensor, num_targets: 
 
     Example:
         >>> import torch
-        >>> from graphwire.execution.reference import propagate
+        >>> from graphwire.backends.reference import propagate
         >>> z = torch.tensor([[1.0, 2.0]])
         >>> propagate(z, torch.tensor([3.0, 4.0]), torch.tensor([0, 1]), torch.tensor([0, 0]), 1)
         tensor([[11.]])
@@ -54,12 +57,12 @@ def propagate(z: Tensor, weight: Tensor, src: Tensor, dst: Tensor, num_targets: 
     return scatter(msg, dst, dim=1, dim_size=num_targets, reduce="sum")
 
 
-class ReferenceExecutor(nn.Module):
+class ReferenceBackend(nn.Module):
     """The message-passing backend of :class:`~graphwire.WiredGraph` for one graph and mode.
 
-    ``forward(z0, module)`` takes the input nodes' features ``z0`` (``[B, n_in, *F]``,
-    after the input operation) and the owning module (for ``effective_weight()``,
-    ``node_op``, ``steps`` and ``solver``) and returns the outputs ``[B, n_out, *F]``.
+    ``forward(z0, spec)`` takes the input nodes' features ``z0`` (``[B, n_in, *F]``,
+    after the input operation) and the :class:`~graphwire.backends.spec.WiredSpec` of
+    the call, and returns the outputs ``[B, n_out, *F]``.
 
     Args:
         graph: The channel graph.
@@ -105,16 +108,16 @@ class ReferenceExecutor(nn.Module):
         i = propagate(z, weight, self.src, self.dst, self.num_nodes)
         return node_op(i.index_select(1, self.updated), self.updated)
 
-    def forward(self, z0: Tensor, module: nn.Module) -> Tensor:  # noqa: D102
-        weight = module.effective_weight()  # [E]
+    def forward(self, z0: Tensor, spec: WiredSpec) -> Tensor:  # noqa: D102
+        weight = spec.weight  # [E]
         z = self.initial_state(z0)  # [B, N, *F]
         if self.mode == "dag":
-            z = self._run_dag(z, weight, module.node_op)
+            z = self._run_dag(z, weight, spec.node_op)
         elif self.mode == "discrete":
-            for _ in range(module.steps):
-                z = z.index_copy(1, self.updated, self.update(z, weight, module.node_op))
+            for _ in range(spec.steps):
+                z = z.index_copy(1, self.updated, self.update(z, weight, spec.node_op))
         else:
-            z = self._integrate(z, module)
+            z = self._integrate(z, spec)
         return z.index_select(1, self.outputs)
 
     def _run_dag(self, z: Tensor, weight: Tensor, node_op: nn.Module) -> Tensor:
@@ -128,16 +131,15 @@ class ReferenceExecutor(nn.Module):
             node_at, edge_at = node_at + rows, edge_at + n_edges
         return z
 
-    def _integrate(self, z: Tensor, module: nn.Module) -> Tensor:
+    def _integrate(self, z: Tensor, spec: WiredSpec) -> Tensor:
         def dynamics(t: Tensor, z: Tensor) -> Tensor:
             self.nfe += 1
-            # the weights are read at every evaluation, as the definition does (no
-            # selection here: only a masked multiply); held nodes' derivative is zero
-            dz = self.update(z, module.effective_weight(), module.node_op)
+            # held nodes' derivative is zero
+            dz = self.update(z, spec.weight, spec.node_op)
             return torch.zeros_like(z).index_copy(1, self.updated, dz)
 
-        params = tuple(module.parameters())
-        return integrate(dynamics, z, module.solver, adjoint_params=params)
+        params = (spec.weight, *spec.node_op.parameters())
+        return integrate(dynamics, z, spec.solver, adjoint_params=params)
 
     def extra_repr(self) -> str:
         """Summary shown by ``repr``."""

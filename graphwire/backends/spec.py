@@ -1,14 +1,51 @@
-"""The one input check of every wired forward pass (reference, dense and frozen)."""
+"""What crosses from a wired graph to its lowerings: a plain description, and the input check.
+
+:class:`~graphwire.WiredGraph` hands every backend (and :func:`graphwire.freeze`) a
+:class:`WiredSpec`: the graph, the mode, the effective edge weights, the selection, the
+node operations, the steps and the solver, all read at one moment. A lowering reads
+nothing else of the module: no private attribute of a higher room.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from graphwire._utils import describe
+from graphwire.backends.dynamics import ODESolver
 from graphwire.errors import GraphError
+from graphwire.graph.channel_graph import ChannelGraph
 
-__all__ = ["check_features"]
+__all__ = ["WiredSpec", "check_features"]
+
+
+@dataclass(frozen=True)
+class WiredSpec:
+    """A wired graph as its lowerings see it: plain values, no module.
+
+    Attributes:
+        graph: The candidate edges, inputs and outputs.
+        mode: ``"dag"``, ``"discrete"`` or ``"continuous"``.
+        weight: ``[E]`` effective edge weights, the ones the forward pass uses (zero where
+            unselected for most rules; differentiable during training).
+        mask: Boolean ``[E]``: the selected edges.
+        node_op: ``f_v`` of all ``N`` nodes, called as ``node_op(x, nodes)`` with ``x``
+            ``[B, n, *F]`` and ``nodes`` the int64 ids of those ``n`` nodes.
+        input_op: The operation applied to the data at the input nodes, called likewise.
+        steps: Time steps of ``mode="discrete"``.
+        solver: The ODE solver of ``mode="continuous"``.
+    """
+
+    graph: ChannelGraph
+    mode: str
+    weight: Tensor
+    mask: Tensor
+    node_op: nn.Module
+    input_op: nn.Module
+    steps: int
+    solver: ODESolver
 
 
 def _describe(x: object) -> str:
@@ -19,6 +56,8 @@ def _describe(x: object) -> str:
 def check_features(x: object, n_inputs: int, like: Tensor, floating: torch.dtype | None) -> None:
     """Check the input features ``x`` of a wired module; raise :class:`GraphError` naming ``x``.
 
+    The one input check of every wired forward pass (both backends and the frozen graph).
+
     Args:
         x: What the caller passed.
         n_inputs: Input nodes of the graph (``x.shape[1]``).
@@ -28,7 +67,7 @@ def check_features(x: object, n_inputs: int, like: Tensor, floating: torch.dtype
 
     Example:
         >>> import torch
-        >>> from graphwire.lowering import check_features
+        >>> from graphwire.backends.spec import check_features
         >>> check_features(torch.ones(3, 2, dtype=torch.long), 2, torch.zeros(1), None)
         Traceback (most recent call last):
             ...

@@ -309,6 +309,25 @@ def _find_unique(target: str) -> Any:
     return next(iter(hits.values())) if len(hits) == 1 else None
 
 
+def _dotted(target: str) -> Any:
+    """The object a fully dotted name of the project names (``graphwire.x.y.Z``), or None."""
+    if target.split(".")[0] not in {p.split(".")[0] for p in PACKAGES}:
+        return None
+    parts = target.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for part in parts[cut:]:
+                obj = getattr(obj, part)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
 def _full_name(obj: Any) -> str | None:
     """``module.qualname`` of a class, function or module, else ``None``."""
     if inspect.ismodule(obj):
@@ -332,6 +351,9 @@ def _retarget(app, env, node, contnode, target: str):
 def _on_missing_reference(app, env, node, contnode):
     """Resolve graphwire's other names for an object, and names as the source spells them.
 
+    A reference to an object of the project that exists but has no page (it is not in a
+    package's ``__all__``) is rendered as text; a reference to nothing still fails.
+
     Type hints under ``from __future__ import annotations`` reach Sphinx as the source
     text (``Tensor``, ``nn.Module``); they are looked up in the globals of the module
     that wrote them and retargeted to the object's full name. A typing construct (a
@@ -345,13 +367,21 @@ def _on_missing_reference(app, env, node, contnode):
     if canonical is not None:
         return _retarget(app, env, node, contnode, canonical)
     obj = _find(target, _namespaces(modname, classname)) or _find_unique(target)
+    obj = obj if obj is not None else _dotted(target)
     if obj is None:
         return None
     full = _full_name(obj)
+    if full is None and _dotted(target) is not None:
+        return contnode  # project data without a page (a tuple or mapping constant)
     if full is None or full.startswith("typing.") or full.startswith("types."):
         return contnode if getattr(obj, "__module__", None) == "typing" else None
     full = _ALIASES.get(full, full)
-    return None if full == target else _retarget(app, env, node, contnode, full)
+    found = None if full == target else _retarget(app, env, node, contnode, full)
+    if found is None and full.split(".")[0] in {p.split(".")[0] for p in PACKAGES}:
+        # a real object of the project that is not public API (an implementation
+        # module's helper, a type a method returns): named as text, without a page
+        return contnode
+    return found
 
 
 def _attribute_doc(name: str) -> list[str] | None:

@@ -4,7 +4,7 @@ Run it with ``python docs/tutorials/own_data.py``. The benchmark suites read the
 digits, CIFAR-10 or an ImageNet-style folder tree (``--data-dir``); for data in any other
 form, wrap it in a :class:`graphwire.training.DataSplits` and run the suite's comparison
 with the same public pieces the suite uses: ``models.create_model`` builds the paper's
-tiny classifiers, :class:`graphwire.training.Trainer` trains them, one seed at a time.
+tiny classifiers, :class:`graphwire.Trainer` trains them, one seed at a time.
 Here the "own data" is a small synthetic image set made on the spot.
 """
 

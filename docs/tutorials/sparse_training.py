@@ -2,7 +2,7 @@
 
 Run it with ``python docs/tutorials/sparse_training.py``. A small convolutional network
 for the 8 x 8 digits is trained three ways with the same loop
-(:class:`graphwire.training.Trainer`): dense; sparse with DNW (``sparsify``: every conv
+(:class:`graphwire.Trainer`): dense; sparse with DNW (``sparsify``: every conv
 and linear layer keeps a fraction of its weights, re-chosen every step); and sparse with a
 fixed random mask at the same density. ``graphwire.count`` reports the live parameters and
 multiply-adds of each.

@@ -1,4 +1,4 @@
-"""What :func:`~graphwire.cost.count` returns: :class:`Cost`, a list of :class:`CostItem`."""
+"""What :func:`~graphwire.count` returns: :class:`Cost`, a list of :class:`CostItem`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["COST_KINDS", "Cost", "CostItem"]
 
-#: The kinds of cost :func:`~graphwire.cost.count` reports (see :mod:`graphwire.cost`).
+#: The kinds of cost :func:`~graphwire.count` reports (see :mod:`graphwire.cost`).
 COST_KINDS = ("edges", "nodes", "dense", "norm")
 
 
@@ -29,7 +29,7 @@ class CostItem:
 
 @dataclass
 class Cost:
-    """What :func:`~graphwire.cost.count` found: one :class:`CostItem` per module and kind.
+    """What :func:`~graphwire.count` found: one :class:`CostItem` per module and kind.
 
     Attributes:
         items: The costs, in the order the modules first ran.

@@ -3,7 +3,7 @@
 A node operation is an ``nn.Module`` holding the parameters of *all* ``N`` nodes and
 applied to any subset of them: ``op(x, nodes)`` with ``x`` of shape ``[B, n, *F]`` and
 ``nodes`` the ``n`` node indices (``None`` for all nodes in order). Built-ins are looked
-up by name in :data:`NODE_OPS`; a user passes a factory ``num_nodes -> NodeOp`` instead.
+up by name in ``NODE_OPS``; a user passes a factory ``num_nodes -> NodeOp`` instead.
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ NODE_OPS: Mapping[str, Callable[[int], NodeOp]] = MappingProxyType(
     }
 )
 
-#: What ``node_op`` and ``input_op`` accept: a name from :data:`NODE_OPS`, a factory
+#: What ``node_op`` and ``input_op`` accept: a name from ``NODE_OPS``, a factory
 #: ``num_nodes -> module``, or a mapping from node-group name to either.
 NodeOpSpec = Union[str, Callable[[int], nn.Module], Mapping[str, str | Callable[[int], nn.Module]]]
 
@@ -249,7 +249,7 @@ def make_node_op(
     """Build the node operation for ``num_nodes`` nodes from a name, factory or mapping.
 
     Args:
-        spec: A name from :data:`NODE_OPS`, a factory ``num_nodes -> module``, or a mapping
+        spec: A name from ``NODE_OPS``, a factory ``num_nodes -> module``, or a mapping
             from group name to either (every group of the graph must be named).
         num_nodes: Number of nodes ``N``.
         group_names: The graph's group names, for a mapping ``spec``.

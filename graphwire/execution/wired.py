@@ -70,7 +70,7 @@ class WiredGraph(WiredModule):
             over the groups: ``"uniform"`` (the same density in each) or ``"erk"``
             (Erdos-Renyi, as in RigL: a group with ``s`` sources and ``t`` targets gets a
             density proportional to ``(s + t) / (s * t)``; see
-            :func:`~graphwire.wiring.distribute_budget`). With ``scope="global"`` it is
+            :func:`~graphwire.wiring.topk.distribute_budget`). With ``scope="global"`` it is
             ``"uniform"`` (the default) or ``"global"``: one top-k either way.
         mode: ``"dag"``, ``"discrete"`` or ``"continuous"``.
         steps: Number of time steps in ``mode="discrete"``.
@@ -260,7 +260,7 @@ class WiredGraph(WiredModule):
         gradients nearly vanish (the norm removes the mean, the only thing a constant
         source could add), so an unfed node seldom gets edges back. A count that rises
         during training means a global top-k is concentrating the budget on fewer nodes;
-        :class:`~graphwire.training.Trainer` logs it per epoch as ``unfed``.
+        :class:`~graphwire.Trainer` logs it per epoch as ``unfed``.
 
         Example:
             >>> import torch

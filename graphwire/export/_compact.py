@@ -147,7 +147,7 @@ class CompactionReport:
     """What :func:`compact_channels` removed: per layer, and in total.
 
     Attributes:
-        layers: One :class:`~graphwire.export.LayerChannels` per ``Linear`` / ``Conv``
+        layers: One :class:`~graphwire.export._compact.LayerChannels` per ``Linear`` / ``Conv``
             layer of the model, in module order.
         traced: Whether the model traced with ``torch.fx`` (``False``: it was returned
             unchanged).

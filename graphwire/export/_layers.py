@@ -135,7 +135,7 @@ class SparseConv2d(nn.Module):
     ``padding="same"``, stride, dilation and group count are supported.
 
     A fused *epilogue* (what :func:`graphwire.compile` sets where the network's next
-    operations allow, see :func:`~graphwire.export.fuse_epilogues`) is applied as the
+    operations allow, see :func:`~graphwire.export._fuse.fuse_epilogues`) is applied as the
     kernel stores its outputs: ``forward(x, residual)`` returns ``conv(x) + residual``
     (a residual addition), and with ``fused_relu`` set, the ReLU of that. The results
     equal the separate operations (same order of additions).

@@ -126,9 +126,9 @@ def sparsify(
         inplace: Convert ``module`` itself instead of a deep copy.
         seed: Seed of a random rule's draw.
         distribution: How the budget is spread over the layers
-            (:data:`~graphwire.wiring.DISTRIBUTIONS`): ``"uniform"`` (the same density in
+            (:data:`~graphwire.wiring.topk.DISTRIBUTIONS`): ``"uniform"`` (the same density in
             every layer, what ``scope="layer"`` does), ``"erk"`` (Erdos-Renyi-Kernel, as in
-            RigL: small layers denser; see :func:`~graphwire.wiring.distribute_budget`)
+            RigL: small layers denser; see :func:`~graphwire.wiring.topk.distribute_budget`)
             or ``"global"`` (one top-k over all layers, what ``scope="global"`` does).
             ``None`` follows ``scope``; with ``"uniform"`` or ``"erk"`` every layer has a
             budget of its own.

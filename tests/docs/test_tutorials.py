@@ -27,7 +27,7 @@ TINY: dict[str, dict] = {
         "num_nodes": 16,
         "n": 96,
     },
-    "compile_export": {"epochs": 1, "hidden": 16, "density": 0.2, "limit": 128},
+    "freeze_export": {"epochs": 1, "hidden": 16, "density": 0.2, "limit": 128},
     "sparse_resnet": {"steps": 3, "depth": 8, "width": 4, "limit": 128, "batch": 32},
 }
 
@@ -85,8 +85,8 @@ def test_time_modes(capsys):
     assert capsys.readouterr().out.count("swaps") == 3
 
 
-def test_compile_export():
-    out = load("compile_export").main(**TINY["compile_export"])
+def test_freeze_export():
+    out = load("freeze_export").main(**TINY["freeze_export"])
     assert out["train_gap"] < 1e-4 and out["eval_gap"] < 1e-4
     assert out["reload_gap"] == 0.0
     assert out["export_gap"] is not None and out["export_gap"] < 1e-4

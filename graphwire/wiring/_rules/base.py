@@ -106,7 +106,7 @@ class WiringRule:
         straight_through: Give every candidate edge a gradient (the DNW update), or only
             the selected ones.
         uses_budget: Whether the rule needs ``k`` or ``density``.
-        fan_in: ``"any"`` or ``"constant"`` (see :data:`FAN_IN`).
+        fan_in: ``"any"`` or ``"constant"`` (see :data:`~graphwire.wiring._rules.base.FAN_IN`).
         zeroes_unselected: Set the weights of unselected edges to zero when the budget is
             built (sparse training, where an inactive weight is exactly zero).
         starts_dense: Whether every candidate starts selected (pruning rules), so an
@@ -132,7 +132,7 @@ class WiringRule:
         """Edges to keep per scope, one count per entry of ``sizes``.
 
         A rule that uses a budget resolves ``k`` or ``density`` with
-        :func:`~graphwire.wiring.resolve_budget`; one that does not keeps every candidate,
+        :func:`~graphwire.wiring.topk.resolve_budget`; one that does not keeps every candidate,
         and then ``k`` and ``density`` must not be given.
 
         Raises:

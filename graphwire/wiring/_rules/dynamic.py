@@ -52,7 +52,7 @@ class RigL(Scheduled):
 
     Sparse from the start: each scope begins with a uniformly random set of its budget's
     edges (the paper's random initial mask; the per-layer ERK distribution is the
-    budget's, see :func:`~graphwire.wiring.distribute_budget`). Every ``delta_t`` steps
+    budget's, see :func:`~graphwire.wiring.topk.distribute_budget`). Every ``delta_t`` steps
     until ``t_end``, each scope drops the fraction ``alpha_t`` of its selected edges with
     the smallest ``|w|`` and grows as many of its other edges with the largest gradient
     magnitude ``|dL/dw|`` (the straight-through gradient every candidate receives at that

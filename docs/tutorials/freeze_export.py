@@ -1,8 +1,8 @@
 """Tutorial: train a wired network on its default backend, freeze it for inference, export it.
 
-Run it with ``python docs/tutorials/compile_export.py``. It trains a DNW network on the
-8 x 8 digits as built (the dense backend: no compile call), checks it against the
-reference backend, freezes it with ``graphwire.compile`` (dead nodes removed, channels
+Run it with ``python docs/tutorials/freeze_export.py``. It trains a DNW network on the
+8 x 8 digits as built (the dense backend), checks it against the
+reference backend, freezes it with ``graphwire.freeze`` (dead nodes removed, channels
 compacted), saves and reloads it, and exports the frozen module with ``torch.export``.
 """
 
@@ -50,7 +50,7 @@ def main(
     x, y = (t.flatten(1) if t.dim() > 2 else t for t in data.train.tensors)
     xv, yv = (t.flatten(1) if t.dim() > 2 else t for t in data.val.tensors)
 
-    # 1. Train as built: the default backend runs dense blocks, no compile call needed.
+    # 1. Train with the module: the default backend runs dense blocks.
     net = make_net(hidden, density, seed)
     assert net.backend == "dense"
     opt = graphwire.DNWOptimizer(net, torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9))
@@ -73,15 +73,15 @@ def main(
     print(f"accuracy {accuracy:.3f}; {opt.swaps_total} swaps; dense vs reference {train_gap:.1e}")
 
     # 2. Freeze: a copy without dead nodes, blocks dense or sparse; `net` is untouched.
-    infer = graphwire.freeze(net)
+    frozen = graphwire.freeze(net)
     print(
-        f"kept {infer.kept_nodes} of {net.graph.num_nodes} nodes "
-        f"({infer.dropped_nodes} dead) and {infer.kept_edges} of {int(net.mask().sum())} edges"
+        f"kept {frozen.kept_nodes} of {net.graph.num_nodes} nodes "
+        f"({frozen.dropped_nodes} dead) and {frozen.kept_edges} of {int(net.mask().sum())} edges"
     )
     with torch.inference_mode():
-        eval_gap = (infer(xv) - net(xv)).abs().max().item()
+        eval_gap = (frozen(xv) - net(xv)).abs().max().item()
         t_ref = best_of(lambda: net(xv), 5)
-        t_fast = best_of(lambda: infer(xv), 5)
+        t_fast = best_of(lambda: frozen(xv), 5)
     print(f"frozen module vs default backend: max difference {eval_gap:.1e}")
     print(
         f"inference on {len(xv)} images: default backend {t_ref * 1e3:.2f} ms, "
@@ -90,7 +90,7 @@ def main(
 
     # 3. Save and reload. The eval module's shapes depend on the selection, so the portable
     # checkpoint is the WiredGraph's state dict (weights *and* mask): load it into a network
-    # built the same way and compile again. (torch.save(infer) pickles the module whole.)
+    # built the same way and freeze again. (torch.save(frozen) pickles the module whole.)
     buffer = io.BytesIO()
     torch.save(net.state_dict(), buffer)
     buffer.seek(0)
@@ -98,14 +98,14 @@ def main(
     rebuilt.load_state_dict(torch.load(buffer))
     reloaded = graphwire.freeze(rebuilt)
     with torch.inference_mode():
-        reload_gap = (reloaded(xv) - infer(xv)).abs().max().item()
+        reload_gap = (reloaded(xv) - frozen(xv)).abs().max().item()
     print(f"reloaded vs saved: max difference {reload_gap:.1e}")
 
     # 4. torch.export: a graph of plain tensor ops, ready for other runtimes.
     export_gap = None
     if export:
-        program = torch.export.export(infer, (xv[:8],))
-        export_gap = (program.module()(xv[:8]) - infer(xv[:8])).abs().max().item()
+        program = torch.export.export(frozen, (xv[:8],))
+        export_gap = (program.module()(xv[:8]) - frozen(xv[:8])).abs().max().item()
         print(
             f"torch.export: {len(program.graph.nodes)} graph nodes, max difference {export_gap:.1e}"
         )
@@ -115,7 +115,7 @@ def main(
         "eval_gap": eval_gap,
         "reload_gap": reload_gap,
         "export_gap": export_gap,
-        "dropped_nodes": infer.dropped_nodes,
+        "dropped_nodes": frozen.dropped_nodes,
     }
 
 

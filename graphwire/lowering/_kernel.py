@@ -69,15 +69,15 @@ def _eager(x: Tensor) -> bool:
     """Whether a kernel call on ``x`` may skip torch's dispatcher (about 5 us a call).
 
     Eager calls on plain tensors without autograd run the operator's body directly;
-    ``torch.export`` and ``torch.compile`` (fake or functional tensors, or dynamo),
-    calls that would record a gradient and calls under the torch profiler (whose
-    tables then name the kernels) go through the registered custom operator.
+    ``torch.export`` and ``torch.compile`` (fake or functional tensors, or dynamo) and
+    calls that would record a gradient go through the registered custom operator. (So
+    the torch profiler names the kernels only in those calls: torch has no public way
+    to ask whether it runs.)
     """
     return (
         type(x) is Tensor
         and not (x.requires_grad and torch.is_grad_enabled())
         and not torch.compiler.is_compiling()
-        and not torch.autograd.profiler._is_profiler_enabled
     )
 
 

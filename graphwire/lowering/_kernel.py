@@ -346,8 +346,11 @@ FEW_ROWS = 4
 def _torch_csr_linear(
     x: Tensor, rowptr: Tensor, col: Tensor, val: Tensor, bias: Tensor | None, rows: int
 ) -> Tensor:
-    """:func:`csr_linear` by the CSR kernel on transposed copies, or torch operations."""
-    y = csr_mix(x.t().unsqueeze(0), rowptr, col, val, rows)[0].t()
+    """:func:`csr_linear` by the CSR kernel on transposed copies, or torch operations.
+
+    Row-major, as the kernel's output (and the operator's fake implementation) is.
+    """
+    y = csr_mix(x.t().unsqueeze(0), rowptr, col, val, rows)[0].t().contiguous()
     return y if bias is None else y + bias
 
 

@@ -292,7 +292,7 @@ def _load() -> _Loaded:
             valid = ", ".join(repr(v) for v in ("auto", "off", *variants))
             raise ConfigError(
                 f"{ENV_VAR}={os.environ.get(ENV_VAR)!r} names a variant this CPU cannot "
-                f"execute; this CPU runs {valid}."
+                f"execute; valid here: {valid}."
             )
         variant = variants[-1] if setting == "auto" else setting
         return _Loaded(setting, variant, _library(variant))

@@ -1,4 +1,5 @@
-# graphwire's two entry points: `make demo` (the main job) and `make test` (the tests);
+# graphwire's two entry points: `make demo` (the main job) and `make test` (the tests, once
+# per native-kernel variant this CPU runs and once with the kernels off);
 # `make gpu-check` runs the prepared GPU checks with the machine's own python3.
 # Both create .venv when it is missing, install a CPU torch first when none is importable
 # (set TORCH_SPEC / TORCH_INDEX for a GPU build), then the package with its extras.
@@ -37,8 +38,14 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
 
+# The suite runs once per native-kernel variant this CPU executes (scalar, avx2, avx512:
+# `python -m graphwire._native --runnable`) and once with the kernels off, then the docs.
 test: lint $(STAMP)
-	$(PY) -m pytest
+	@set -e; variants="$$($(PY) -m graphwire._native --runnable)"; \
+	for kernels in $$variants off; do \
+		echo "== pytest with GRAPHWIRE_KERNELS=$$kernels"; \
+		GRAPHWIRE_KERNELS=$$kernels $(PY) -m pytest; \
+	done
 	$(MAKE) docs
 
 clean:

@@ -13,7 +13,7 @@ import torch
 import graphwire
 from graphwire import _native
 from graphwire.errors import ConfigError
-from graphwire.lowering import _kernel
+from graphwire.export import _kernels as _kernel
 from graphwire.wiring import _select
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def test_off_loads_nothing_and_every_caller_uses_torch(empty_cache, monkeypatch)
         assert _native.load() is None
         assert _native.loaded_variant() is None
         assert not _kernel.available() and not _select.available()
-        assert not graphwire.lowering.sparse_kernel_available()
+        assert not graphwire.export.kernel_info()["available"]
         _kernels_agree_with_torch()
     assert not empty_cache.exists()  # nothing built
 

@@ -91,9 +91,7 @@ ISA_FLAGS = {
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "csrc"
 
-_FALLBACK = (
-    "compiled models use dense products, and selection and mask updates use torch operations"
-)
+_FALLBACK = "frozen models use dense products, and selection and mask updates use torch operations"
 
 # Switch for the tests: False builds without OpenMP (as where no OpenMP runtime is found).
 _USE_OPENMP = True

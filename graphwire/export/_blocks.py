@@ -19,7 +19,7 @@ from types import MappingProxyType
 import torch
 from torch import Tensor, nn
 
-from graphwire.lowering import _kernel
+from graphwire.export import _kernels as _kernel
 
 __all__ = [
     "ELL_MAX_ROWS",
@@ -38,7 +38,7 @@ __all__ = [
 #: the kernel beat a dense product up to about 30% density on a 2-core AVX2 CPU);
 #: ``"linear"``: ``nn.Linear``; ``"pointwise"``: a 1 x 1 convolution without padding;
 #: ``"conv"``: any other ``Conv1d`` / ``Conv2d`` (linear layers timed on an idle AVX-512
-#: Xeon, convolutions on a shared AVX2 machine; see ``docs/concepts/compile.md``). On
+#: Xeon, convolutions on a shared AVX2 machine; see ``docs/concepts/freeze.md``). On
 #: GPUs dense products (cuBLAS, cuDNN) are always chosen.
 _MAX_DENSITY: Mapping[str, float] = MappingProxyType(
     {"block": 0.25, "linear": 0.2, "pointwise": 0.25, "conv": 0.15}

@@ -1,6 +1,6 @@
 """Epilogue fusion: a ReLU and a residual addition after a sparse convolution, into it.
 
-A compiled CIFAR ResNet spends about a seventh of its time at batch 16 in the ReLUs and
+A frozen CIFAR ResNet spends about a seventh of its time at batch 16 in the ReLUs and
 residual additions between its sparse convolutions (separate passes over memory, each a
 torch call). :class:`~graphwire.export.SparseConv2d` can apply both as its kernel
 stores the outputs; this pass rewrites the modules whose ``forward`` calls such a
@@ -178,7 +178,7 @@ def fuse_epilogues(model: nn.Module) -> dict[str, str]:
     ``model`` keeps its class.
 
     Args:
-        model: The compiled network, changed in place.
+        model: The frozen network, changed in place.
 
     Returns:
         ``{convolution name: "relu" | "add" | "add+relu"}``, what each fused.

@@ -1,10 +1,12 @@
-"""What the native CPU kernels behind the sparse modules are, on this machine."""
+"""What the native CPU kernels behind the sparse modules are, in this process."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from graphwire.lowering import _kernel
+from graphwire import _native
+from graphwire.export import _kernels
 
 __all__ = ["kernel_info"]
 
@@ -12,13 +14,30 @@ __all__ = ["kernel_info"]
 def kernel_info() -> dict[str, Any]:
     """The native CPU kernels of the sparse modules, as loaded in this process.
 
+    Loads them if no kernel call has yet (as the first call would). Without them the
+    sparse modules run by torch operations and the cost model picks dense products.
+
     Returns:
-        ``{"available": bool}``: whether the compiled kernels are usable (else the sparse
-        modules run by torch operations, and the cost model picks dense products).
+        A dict with ``"available"`` (whether the native kernels are loaded),
+        ``"variant"`` (``"scalar"``, ``"avx2"``, ``"avx512"``, or ``None`` where none
+        loaded), ``"setting"`` (the ``GRAPHWIRE_KERNELS`` value read: ``"auto"``,
+        ``"off"`` or a variant) and ``"runnable"`` (the variants this CPU executes; empty
+        where nothing can be built).
 
     Example:
         >>> from graphwire.export import kernel_info
-        >>> isinstance(kernel_info()["available"], bool)
+        >>> info = kernel_info()
+        >>> info["available"] == (info["variant"] is not None)
         True
     """
-    return {"available": _kernel.available()}
+    available = _kernels.available()
+    try:
+        runnable = _native.runnable() if available else ()
+    except (OSError, RuntimeError):  # no compiler, or a failed build
+        runnable = ()
+    return {
+        "available": available,
+        "variant": _native.loaded_variant(),
+        "setting": os.environ.get(_native.ENV_VAR, "").strip().lower() or "auto",
+        "runnable": tuple(runnable),
+    }

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphwire.export._blocks import csr, register_ell, sparse_mix, sparse_pays
-from graphwire.lowering._kernel import SparseConvCall, _epilogue, sparse_conv2d
+from graphwire.export._kernels import SparseConvCall, epilogue, sparse_conv2d
 
 __all__ = ["SparseLinear", "SparseConv1d", "SparseConv2d", "sparse_layer"]
 
@@ -134,7 +134,7 @@ class SparseConv2d(nn.Module):
     padding or stride mixes the input channels directly. Every ``padding_mode``,
     ``padding="same"``, stride, dilation and group count are supported.
 
-    A fused *epilogue* (what :func:`graphwire.compile` sets where the network's next
+    A fused *epilogue* (what :func:`graphwire.freeze` sets where the network's next
     operations allow, see :func:`~graphwire.export._fuse.fuse_epilogues`) is applied as the
     kernel stores its outputs: ``forward(x, residual)`` returns ``conv(x) + residual``
     (a residual addition), and with ``fused_relu`` set, the ReLU of that. The results
@@ -203,7 +203,7 @@ class SparseConv2d(nn.Module):
         """``[B, C_in, H, W]`` -> ``[B, C_out, H', W']``, plus ``residual``, then the ReLU."""
         if self.pointwise:
             y = sparse_mix(x, self.rowptr, self.col, self.val, self.out_channels, bias=self.bias)
-            return _epilogue(y, residual, relu)
+            return epilogue(y, residual, relu)
         padded = self.padding_mode != "zeros"
         if padded:  # the layer's own padding by its mode first; the kernel adds zeros
             x = F.pad(x, self.pads, mode=self.padding_mode)
@@ -248,7 +248,7 @@ class SparseConv2d(nn.Module):
         output; the ReLU follows where ``fused_relu`` is set.
         """
         if x.dim() == 3:
-            return _epilogue(self._conv(x.unsqueeze(0))[0], residual, self.fused_relu)
+            return epilogue(self._conv(x.unsqueeze(0))[0], residual, self.fused_relu)
         return self._conv(x, residual, self.fused_relu)
 
     def extra_repr(self) -> str:
@@ -290,7 +290,7 @@ class SparseConv1d(SparseConv2d):
             y = self._conv(x.unsqueeze(0).unsqueeze(2))[0, :, 0]
         else:
             y = self._conv(x.unsqueeze(2)).squeeze(2)
-        return _epilogue(y, residual, self.fused_relu)
+        return epilogue(y, residual, self.fused_relu)
 
 
 def _kind(layer: nn.Module) -> str | None:

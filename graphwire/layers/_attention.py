@@ -5,7 +5,7 @@ parameter (``in_proj_weight``) and passes it, with ``out_proj.weight``, straight
 ``F.multi_head_attention_forward``: a mask on those tensors would never be seen. This
 module holds the four projections as separate :class:`~graphwire.layers.WiredLinear`
 layers and computes the same attention from their outputs, so the projections are
-selected (and later compiled) like any other wired layer.
+selected (and later frozen) like any other wired layer.
 """
 
 from __future__ import annotations

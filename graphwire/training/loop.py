@@ -99,7 +99,7 @@ def _edges_in_use(model: nn.Module) -> int:
 
 
 def _unfed_nodes(model: nn.Module) -> int:
-    # WiredGraph and the compiled modules that share its mask (wired layers have no nodes)
+    # every WiredGraph (wired layers have no nodes)
     return sum(m.unfed_nodes().numel() for m in model.modules() if hasattr(m, "unfed_nodes"))
 
 

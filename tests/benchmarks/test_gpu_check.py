@@ -19,7 +19,6 @@ def test_dry_run_without_cuda_runs_every_step_and_writes_results(tmp_path):
         assert any(t["baseline"] == "paper_dense" for t in sp["targets"])
     (row,) = result["throughput"]
     assert row["model"] == "tiny_static" and row["images_per_s"] > 0
-    assert row["table2_hours"] == 160 * 50_000 / row["images_per_s"] / 3600
     assert "torchvision" in json.dumps(result["data_path"])
     sparsified = result["sparsified"]
     assert {r["network"] for r in sparsified["compiled"]} == {"resnet_cifar", "transformer"}

@@ -11,10 +11,10 @@ from torch import fx, nn
 
 import graphwire
 from graphwire.export import SparseConv2d
+from graphwire.export import _kernels as _kernel
 from graphwire.export._fuse import fuse_epilogues
 from graphwire.export._layers import SparseConv1d
 from graphwire.layers import sparsify
-from graphwire.lowering import _kernel
 
 
 def sparse(cin, cout, k=3, seed=0, **kw):

@@ -17,9 +17,9 @@ from graphwire import (
     WiredGraph,
 )
 from graphwire.export import FrozenGraph
+from graphwire.export import _kernels as _kernel
 from graphwire.export._blocks import Mix
 from graphwire.graph import complete_digraph, layered_dag
-from graphwire.lowering import _kernel
 from graphwire.wiring import FixedMask
 
 OPS = ["relu", "tanh", "identity", "grouped", "conv"]

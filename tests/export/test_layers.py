@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from graphwire.export import SparseConv2d, SparseLinear, kernel_info
+from graphwire.export import _kernels as _kernel
 from graphwire.export._blocks import _MAX_DENSITY
 from graphwire.export._layers import SparseConv1d, sparse_layer
-from graphwire.lowering import _kernel
 
 DTYPES = (torch.float32, torch.float64)
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}

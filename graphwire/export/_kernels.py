@@ -19,7 +19,7 @@ dispatcher and run the operator's body directly (every kernel here does the same
 
 :func:`shift_mix` (``graphwire::shift_mix``) is the same walk over nonzeros whose columns
 are *shifted* rows of a padded, flattened image: a sparse ``k x k`` convolution without
-im2col (:class:`~graphwire.lowering.SparseConv2d`). :func:`sparse_conv2d`
+im2col (:class:`~graphwire.export.SparseConv2d`). :func:`sparse_conv2d`
 (``graphwire::sparse_conv2d``) is the whole float32 convolution in one call: padding into
 per-thread scratch memory, stride phases, the shifted mixes, bias and crop;
 :class:`SparseConvCall` calls it directly with arguments prepared per input shape.
@@ -443,10 +443,10 @@ def _torch_sparse_conv2d(
     x = x.reshape(batch, channels * sh * sw, rows_q * cols_q)
     y = shift_mix(x, rowptr, col, shift_row, shift_col, val, rows, cols_q, out_h, out_w)
     y = y.view(batch, rows, out_h, out_w)
-    return _epilogue(y if bias is None else y + bias.view(1, -1, 1, 1), residual, relu)
+    return epilogue(y if bias is None else y + bias.view(1, -1, 1, 1), residual, relu)
 
 
-def _epilogue(y: Tensor, residual: Tensor | None, relu: bool) -> Tensor:
+def epilogue(y: Tensor, residual: Tensor | None, relu: bool) -> Tensor:
     """``relu(y + residual)`` by torch, each part where asked, for a fresh output ``y``.
 
     In place on ``y`` where the residual has its shape and dtype (no new tensor; autograd
@@ -500,7 +500,7 @@ def _sparse_conv2d(
         raise ValueError("sparse_conv2d reads past its padded input: the geometry is wrong")
     if failed:
         return _torch_sparse_conv2d(*args, residual, relu)
-    return y if fused else _epilogue(y, residual, relu)
+    return y if fused else epilogue(y, residual, relu)
 
 
 def _fusable(residual: Tensor, shape: tuple[int, ...]) -> bool:

@@ -21,9 +21,12 @@ from graphwire.graph.channel_graph import ChannelGraph
 __all__ = ["WiredSpec", "check_features"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class WiredSpec:
     """A wired graph as its lowerings see it: plain values, no module.
+
+    Built afresh at every call (a lowering reads it and lets it go; it is not a place to
+    keep anything), so it is a plain slotted dataclass: cheap to build.
 
     Attributes:
         graph: The candidate edges, inputs and outputs.

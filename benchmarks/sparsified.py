@@ -209,7 +209,8 @@ def run_network(net: Net, args, rate: float, device: torch.device) -> list[dict]
                 for method in ("dense", "compiled"):
                     fn = infer(dense, fast=True) if method == "dense" else infer(compiled)
                     path = args.out / f"profile_{net.name}_b{batch}_{method}.txt"
-                    write_profile(fn, path, f"{net.name}, batch {batch}, {method}, 10%")
+                    title = f"{net.name}, batch {batch}, {method}, 10%"
+                    write_profile(fn, path, title, compiled if method == "compiled" else None)
             for method, seconds in times.items():
                 m = macs[method]
                 rows.append(
@@ -233,13 +234,37 @@ def run_network(net: Net, args, rate: float, device: torch.device) -> list[dict]
     return rows
 
 
-def write_profile(fn: Callable[[], object], path: Path, title: str) -> None:
-    """Where one call spends its time, by operator (torch profiler), to ``path``."""
+def write_profile(
+    fn: Callable[[], object], path: Path, title: str, model: nn.Module | None = None
+) -> None:
+    """Where one call spends its time, by operator (torch profiler), to ``path``.
+
+    The sparse layers of ``model`` are labelled by class (``SparseConv2d``, ...): their
+    kernels are called directly in eager mode, so the profiler would not name them.
+    """
+    from torch.autograd.profiler import record_function
     from torch.profiler import ProfilerActivity, profile
 
-    fn()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    sparse = (graphwire.export.SparseLinear, graphwire.export.SparseConv2d)
+    open_ranges: dict[int, record_function] = {}
+    handles = []
+    for m in model.modules() if model is not None else ():
+        if isinstance(m, sparse):
+
+            def enter(module, args):
+                open_ranges[id(module)] = record_function(type(module).__name__).__enter__()
+
+            def leave(module, args, out):
+                open_ranges.pop(id(module)).__exit__(None, None, None)
+
+            handles += [m.register_forward_pre_hook(enter), m.register_forward_hook(leave)]
+    try:
         fn()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+    finally:
+        for h in handles:
+            h.remove()
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"{title}\n{table}\n")

@@ -29,6 +29,11 @@ def _have_compiler() -> bool:
 
 needs_compiler = pytest.mark.skipif(not _have_compiler(), reason="no C compiler")
 
+#: The variants this machine builds (every one on x86: an AVX-512 CPU also compiles the
+#: others) and the ones it runs.
+BUILT = _native.VARIANTS if _native._is_x86() else ("scalar",)
+RUNNABLE = _native.runnable() if _have_compiler() else ()
+
 
 @pytest.fixture
 def fresh(monkeypatch):
@@ -100,12 +105,10 @@ def test_runnable_variants_run_and_hold_their_own_code_paths():
 
 @needs_compiler
 @pytest.mark.parametrize("openmp", [True, False], ids=["openmp", "serial"])
-@pytest.mark.parametrize("variant", _native.VARIANTS)
+@pytest.mark.parametrize("variant", BUILT)
 def test_every_variant_compiles_warning_free(variant, openmp, monkeypatch):
     """Each variant builds with -Werror here, runnable or not: an AVX-512 machine also
     compiles the AVX2 and scalar paths (cached, so only the first run compiles)."""
-    if variant != "scalar" and not _native._is_x86():
-        pytest.skip("the ISA variants are x86's")
     monkeypatch.setattr(_native, "_USE_OPENMP", openmp)
     compiler = _native._compiler()
     flags = _native._openmp_flags(compiler)
@@ -231,10 +234,8 @@ def test_a_failed_build_warns_with_the_compiler_error_and_falls_back(
 
 
 @needs_compiler
-@pytest.mark.parametrize("variant", _native.VARIANTS)
+@pytest.mark.parametrize("variant", RUNNABLE)
 def test_serial_build_without_openmp_is_correct(fresh, monkeypatch, variant):
-    if variant not in _native.runnable():
-        pytest.skip(f"this CPU does not run {variant}")
     monkeypatch.setattr(_native, "_LIBS", {})  # runnable() loaded the OpenMP scalar library
     monkeypatch.setattr(_native, "_USE_OPENMP", False)
     monkeypatch.setenv("GRAPHWIRE_KERNELS", variant)
@@ -259,8 +260,9 @@ def test_openmp_builds_link_torchs_runtime():
     runtime = _native._torch_openmp()
     compiler = _native._compiler()
     if runtime is None or "clang" in _native._version(compiler).lower():
+        # no GNU OpenMP of torch's to link, or clang: serial kernels, never a second runtime
         assert _native._openmp_flags(compiler) == []
-        pytest.skip("torch runs on no GNU OpenMP runtime here, or the compiler is clang")
+        return
     flags = _native._openmp_flags(compiler)
     assert flags == ["-fopenmp", str(runtime), f"-Wl,-rpath,{runtime.parent}"]
     assert _native._library("scalar").gw_built_openmp() == 1
@@ -304,10 +306,9 @@ def test_runnable_command_prints_the_variants():
         assert tuple(out) == _native.runnable()
 
 
+@needs_compiler
 def test_the_library_declares_every_kernel():
-    lib = _native.load()
-    if lib is None:
-        pytest.skip("kernels off or not built")
+    lib = _native._library(RUNNABLE[-1])  # the best variant, whatever GRAPHWIRE_KERNELS says
     for name, (restype, argtypes) in _native._SIGNATURES.items():
         fn = getattr(lib, name)
         assert fn.restype is restype and list(fn.argtypes) == argtypes

@@ -12,8 +12,8 @@ import torch
 
 import graphwire
 from graphwire import _native
+from graphwire._native import ops as _kernel
 from graphwire.errors import ConfigError
-from graphwire.export import _kernels as _kernel
 from graphwire.wiring import _select
 
 ROOT = Path(__file__).resolve().parents[1]

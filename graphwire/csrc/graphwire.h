@@ -64,7 +64,8 @@ static inline int gw_num_threads(void) { return 1; }
 #endif
 
 /* Scratch memory per thread and use, grown and kept across calls (fresh pages cost more
-   than the work here): slot 0 for csr_linear's blocks, 1 for sparse_conv2d's input.
+   than the work here): slot 0 for csr_linear's blocks, 1 for the input of sparse_conv2d
+   and conv_wgrad, 2 for conv_wgrad's output gradient.
    64-byte aligned; NULL when out of memory. (scratch.c) */
 GW_HIDDEN float* gw_scratch(int slot, size_t bytes);
 

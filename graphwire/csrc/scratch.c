@@ -2,8 +2,8 @@
 #include "graphwire.h"
 
 GW_HIDDEN float* gw_scratch(int slot, size_t bytes) {
-  static _Thread_local float* mem[2] = {NULL, NULL};
-  static _Thread_local size_t cap[2] = {0, 0};
+  static _Thread_local float* mem[3] = {NULL, NULL, NULL};
+  static _Thread_local size_t cap[3] = {0, 0, 0};
   if (bytes > cap[slot]) {
     free(mem[slot]);
     cap[slot] = bytes + bytes / 2;

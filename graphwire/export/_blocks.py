@@ -1,9 +1,5 @@
-"""The inference room's building blocks: one CSR builder, one cost model, one block module.
+"""The inference room's building blocks: the block module and the sparse product.
 
-- :func:`csr`: compressed sparse rows from nonzeros sorted by row, for every sparse
-  module (the frozen graph's blocks and the sparse layers);
-- :func:`sparse_pays`: the cost model, whether a block or a layer with ``nnz`` of
-  ``entries`` nonzero runs faster by the sparse kernels than dense, per kind of product;
 - :class:`Mix`: a frozen graph's block ``z -> A z``, as one dense product or by the sparse
   kernels;
 - :func:`sparse_mix`: the sparse product of a CSR matrix with node features, through the
@@ -13,36 +9,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-
 import torch
 from torch import Tensor, nn
 
-from graphwire.export import _kernels as _kernel
+from graphwire._native import ops as _kernel
+from graphwire._native.ops import csr
 
 __all__ = [
     "ELL_MAX_ROWS",
     "Mix",
-    "csr",
     "dense_mix",
     "ell_layout",
     "register_ell",
     "sparse_mix",
-    "sparse_pays",
 ]
-
-#: The cost model's switch points, by kind of product: on a CPU with the compiled kernel,
-#: a product whose fraction of nonzero entries is at most this runs by the sparse kernel,
-#: else dense. ``"block"``: a frozen graph's block (from ``python -m benchmarks speed``:
-#: the kernel beat a dense product up to about 30% density on a 2-core AVX2 CPU);
-#: ``"linear"``: ``nn.Linear``; ``"pointwise"``: a 1 x 1 convolution without padding;
-#: ``"conv"``: any other ``Conv1d`` / ``Conv2d`` (linear layers timed on an idle AVX-512
-#: Xeon, convolutions on a shared AVX2 machine; see ``docs/concepts/freeze.md``). On
-#: GPUs dense products (cuBLAS, cuDNN) are always chosen.
-_MAX_DENSITY: Mapping[str, float] = MappingProxyType(
-    {"block": 0.25, "linear": 0.2, "pointwise": 0.25, "conv": 0.15}
-)
 
 #: Vector features of at most this many rows run a block kept in ELL form (every row
 #: the same length: a constant fan-in) by ``graphwire::ell_mix``, row-major and without
@@ -53,45 +33,6 @@ ELL_MAX_ROWS = 8
 #: A block is kept in ELL form too where padding its rows to the longest adds at most
 #: this fraction of entries; a constant fan-in adds none.
 _ELL_MAX_PADDING = 0.25
-
-
-def sparse_pays(
-    kind: str, nnz: int, entries: int, device: torch.device, dtype: torch.dtype
-) -> bool:
-    """The cost model: run a product of ``entries`` with ``nnz`` nonzeros by the sparse kernel?
-
-    ``True`` on a CPU, for float32 / float64, with the native kernels loaded, where the
-    fraction of nonzeros is at most the switch point of ``kind`` (``"block"``,
-    ``"linear"``, ``"pointwise"`` or ``"conv"``).
-    """
-    return (
-        device.type == "cpu"
-        and dtype in (torch.float32, torch.float64)
-        and nnz <= _MAX_DENSITY[kind] * max(entries, 1)
-        and _kernel.available()
-    )
-
-
-def csr(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int) -> tuple[Tensor, Tensor, Tensor]:
-    """CSR ``(rowptr, col, val)`` of nonzeros already sorted by row.
-
-    Args:
-        rows: int64 ``[nnz]`` row of each nonzero, ascending.
-        cols: int64 ``[nnz]`` column of each nonzero.
-        values: ``[nnz]`` values.
-        num_rows: Rows of the matrix.
-
-    Example:
-        >>> import torch
-        >>> from graphwire.export._blocks import csr
-        >>> rowptr, col, val = csr(torch.tensor([0, 0, 2]), torch.tensor([1, 3, 0]),
-        ...                        torch.tensor([1.0, 2.0, 3.0]), 3)
-        >>> rowptr.tolist(), col.tolist()
-        ([0, 2, 2, 3], [1, 3, 0])
-    """
-    counts = torch.bincount(rows, minlength=num_rows)
-    rowptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-    return rowptr, cols.contiguous(), values.contiguous()
 
 
 def ell_layout(rowptr: Tensor, col: Tensor, val: Tensor) -> tuple[Tensor, Tensor] | None:

@@ -16,12 +16,13 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from graphwire._native.ops import sparse_pays
 from graphwire.backends.dynamics import ScaledRMS
 from graphwire.backends.layout import dag_layout, recurrent_layout
 from graphwire.backends.run import contiguous_range, initial_state, read_out, run_dag, run_recurrent
 from graphwire.backends.spec import WiredSpec, check_features
 from graphwire.errors import GraphError, ReachabilityError
-from graphwire.export._blocks import Mix, sparse_pays
+from graphwire.export._blocks import Mix
 
 __all__ = ["FrozenGraph", "KERNELS"]
 

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from graphwire import _native
-from graphwire.export import _kernels
+from graphwire._native import ops as _kernels
 
 __all__ = ["kernel_info"]
 

@@ -34,8 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from graphwire.export._blocks import csr, register_ell, sparse_mix, sparse_pays
-from graphwire.export._kernels import SparseConvCall, epilogue, sparse_conv2d
+from graphwire._native.ops import (
+    SparseConvCall,
+    conv_geometry,
+    conv_layout,
+    csr,
+    epilogue,
+    sparse_conv2d,
+    sparse_pays,
+)
+from graphwire.export._blocks import register_ell, sparse_mix
 
 __all__ = ["SparseLinear", "SparseConv1d", "SparseConv2d", "sparse_layer"]
 
@@ -184,9 +192,9 @@ class SparseConv2d(nn.Module):
         if self.pointwise:
             col = c
         else:  # shifted mixes over the stride's phases of the padded input
-            col = (c * sh + (i * dh) % sh) * sw + (j * dw) % sw
-            self.register_buffer("shift_row", (i * dh) // sh)
-            self.register_buffer("shift_col", (j * dw) // sw)
+            col, shift_row, shift_col = conv_layout(c, i, j, self.stride, self.dilation)
+            self.register_buffer("shift_row", shift_row)
+            self.register_buffer("shift_col", shift_col)
         rowptr, col, val = csr(o, col, weight[o, ci, i, j], out_ch)
         self.register_buffer("rowptr", rowptr)
         self.register_buffer("col", col)
@@ -228,16 +236,10 @@ class SparseConv2d(nn.Module):
         key = (*size, padded)
         geometry = self._geometries.get(key)
         if geometry is None:
-            (kh, kw), (dh, dw), (sh, sw) = self.kernel_size, self.dilation, self.stride
-            left, right, top, bottom = (0, 0, 0, 0) if padded else self.pads
-            height, width = size[0] + top + bottom, size[1] + left + right  # padded
-            out_h = (height - dh * (kh - 1) - 1) // sh + 1
-            out_w = (width - dw * (kw - 1) - 1) // sw + 1
-            rows_q, cols_q = -(-height // sh), -(-width // sw)
-            span = -(-(out_h * cols_q) // 64) * 64  # the kernel's 64-wide tiles
-            need = span + self.max_shift[0] * cols_q + self.max_shift[1]  # positions read
-            rows_q = max(rows_q, -(-need // cols_q))  # zero rows past the end
-            geometry = [top, left, sh, sw, rows_q, cols_q, out_h, out_w]
+            pads = (0, 0, 0, 0) if padded else self.pads
+            geometry = conv_geometry(
+                size, pads, self.kernel_size, self.dilation, self.stride, self.max_shift
+            )
             self._geometries[key] = geometry
         return geometry
 

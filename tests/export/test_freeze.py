@@ -9,8 +9,8 @@ from torch import nn
 
 import graphwire
 from graphwire import ConfigError, WiredGraph
+from graphwire._native.ops import _MAX_DENSITY
 from graphwire.export import SparseConv2d, SparseLinear, kernel_info
-from graphwire.export._blocks import _MAX_DENSITY
 from graphwire.export._layers import SparseConv1d
 from graphwire.graph import layered_dag
 from graphwire.layers import WiredConv3d, WiredLinear, sparsify

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 import graphwire
+from graphwire._native import ops as _kernel
 from graphwire.export import SparseConv2d
-from graphwire.export import _kernels as _kernel
 from graphwire.export._fuse import fuse_epilogues
 from graphwire.export._layers import SparseConv1d
 from graphwire.layers import sparsify

@@ -16,8 +16,8 @@ from graphwire import (
     ReachabilityError,
     WiredGraph,
 )
+from graphwire._native import ops as _kernel
 from graphwire.export import FrozenGraph
-from graphwire.export import _kernels as _kernel
 from graphwire.export._blocks import Mix
 from graphwire.graph import complete_digraph, layered_dag
 from graphwire.wiring import FixedMask

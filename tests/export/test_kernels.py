@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from graphwire import _native
+from graphwire._native import ops as _kernel
 from graphwire.export import SparseConv2d
-from graphwire.export import _kernels as _kernel
 
 DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}

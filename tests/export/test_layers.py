@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from graphwire._native import ops as _kernel
+from graphwire._native.ops import _MAX_DENSITY
 from graphwire.export import SparseConv2d, SparseLinear, kernel_info
-from graphwire.export import _kernels as _kernel
-from graphwire.export._blocks import _MAX_DENSITY
 from graphwire.export._layers import SparseConv1d, sparse_layer
 
 DTYPES = (torch.float32, torch.float64)

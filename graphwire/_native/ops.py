@@ -33,19 +33,25 @@ scalar walk per row for at most :data:`FEW_ROWS` rows), and :func:`ell_mix`
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from graphwire import _native
+from graphwire._native import load as _load_native
 
 __all__ = [
     "available",
+    "conv_geometry",
+    "conv_layout",
+    "csr",
     "csr_linear",
     "csr_mix",
     "ell_mix",
     "shift_mix",
+    "sparse_pays",
     "sparse_conv2d",
     "load",
 ]
@@ -57,7 +63,7 @@ def load() -> ctypes.CDLL | None:
     The library of graphwire's one native builder (``graphwire._native``): the variant
     ``GRAPHWIRE_KERNELS`` chooses, ``None`` with ``GRAPHWIRE_KERNELS=off``.
     """
-    return _native.load()
+    return _load_native()
 
 
 def available() -> bool:
@@ -658,3 +664,123 @@ class SparseConvCall:
         threads = torch.get_num_threads()
         failed = kernel(x.data_ptr(), y.data_ptr(), *ptrs, res, sizes, int(relu), threads)
         return None if failed else y
+
+
+#: The cost model's switch points, by kind of product: on a CPU with the compiled kernel,
+#: a product whose fraction of nonzero entries is at most this runs by the sparse kernel,
+#: else dense. ``"block"``: a frozen graph's block (from ``python -m benchmarks speed``:
+#: the kernel beat a dense product up to about 30% density on a 2-core AVX2 CPU);
+#: ``"linear"``: ``nn.Linear``; ``"pointwise"``: a 1 x 1 convolution without padding;
+#: ``"conv"``: any other ``Conv1d`` / ``Conv2d`` (linear layers timed on an idle AVX-512
+#: Xeon, convolutions on a shared AVX2 machine; see ``docs/concepts/freeze.md``). On
+#: GPUs dense products (cuBLAS, cuDNN) are always chosen.
+_MAX_DENSITY: Mapping[str, float] = MappingProxyType(
+    {"block": 0.25, "linear": 0.2, "pointwise": 0.25, "conv": 0.15}
+)
+
+
+def sparse_pays(
+    kind: str, nnz: int, entries: int, device: torch.device, dtype: torch.dtype
+) -> bool:
+    """The cost model: run a product of ``entries`` with ``nnz`` nonzeros by the sparse kernel?
+
+    ``True`` on a CPU, for float32 / float64, with the native kernels loaded, where the
+    fraction of nonzeros is at most the switch point of ``kind`` (``"block"``,
+    ``"linear"``, ``"pointwise"`` or ``"conv"``).
+    """
+    return (
+        device.type == "cpu"
+        and dtype in (torch.float32, torch.float64)
+        and nnz <= _MAX_DENSITY[kind] * max(entries, 1)
+        and available()
+    )
+
+
+def csr(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int) -> tuple[Tensor, Tensor, Tensor]:
+    """CSR ``(rowptr, col, val)`` of nonzeros already sorted by row.
+
+    Args:
+        rows: int64 ``[nnz]`` row of each nonzero, ascending.
+        cols: int64 ``[nnz]`` column of each nonzero.
+        values: ``[nnz]`` values.
+        num_rows: Rows of the matrix.
+
+    Example:
+        >>> import torch
+        >>> from graphwire._native.ops import csr
+        >>> rowptr, col, val = csr(torch.tensor([0, 0, 2]), torch.tensor([1, 3, 0]),
+        ...                        torch.tensor([1.0, 2.0, 3.0]), 3)
+        >>> rowptr.tolist(), col.tolist()
+        ([0, 2, 2, 3], [1, 3, 0])
+    """
+    counts = torch.bincount(rows, minlength=num_rows)
+    rowptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    return rowptr, cols.contiguous(), values.contiguous()
+
+
+def conv_layout(
+    in_channel: Tensor,
+    tap_row: Tensor,
+    tap_col: Tensor,
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`sparse_conv2d`'s ``(col, shift_row, shift_col)`` of nonzero kernel weights.
+
+    Nonzero ``e`` is the weight from input channel ``in_channel[e]`` (global, groups
+    resolved) at kernel tap ``(i, j) = (tap_row[e], tap_col[e])``; it reads the stride
+    phase ``(c * sh + (i * dh) % sh) * sw + (j * dw) % sw`` of the padded input, shifted
+    by ``((i * dh) // sh, (j * dw) // sw)`` phase rows and columns.
+    The one place the sparse convolutions (frozen and training) build it.
+
+    Example:
+        >>> import torch
+        >>> from graphwire._native.ops import conv_layout
+        >>> col, sr, sc = conv_layout(torch.tensor([1]), torch.tensor([2]), torch.tensor([1]),
+        ...                           (2, 2), (1, 1))
+        >>> col.tolist(), sr.tolist(), sc.tolist()
+        ([6], [1], [0])
+    """
+    (sh, sw), (dh, dw) = stride, dilation
+    col = (in_channel * sh + (tap_row * dh) % sh) * sw + (tap_col * dw) % sw
+    return col, (tap_row * dh) // sh, (tap_col * dw) // sw
+
+
+def conv_geometry(
+    size: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    kernel_size: tuple[int, int],
+    dilation: tuple[int, int],
+    stride: tuple[int, int],
+    max_shift: tuple[int, int],
+    out_size: tuple[int, int] | None = None,
+) -> list[int]:
+    """:func:`sparse_conv2d`'s ``geometry`` for an input of ``size``.
+
+    ``[top, left, sh, sw, rows_q, cols_q, out_h, out_w]``: the input is padded by
+    ``pads = (left, right, top, bottom)`` zeros, split into the stride's phase images of
+    ``rows_q x cols_q``, and output position ``p = h * cols_q + w`` reads phase position
+    ``p + shift_row * cols_q + shift_col``, so zero rows are added below for the largest
+    shift (``max_shift``) of the last of the kernel's 64-wide tiles. ``out_size`` asks for
+    that output size instead of the convolution's own (a transposed convolution's input
+    gradient); the padding below and right then grows to reach it.
+
+    Example:
+        >>> from graphwire._native.ops import conv_geometry
+        >>> conv_geometry((8, 8), (1, 1, 1, 1), (3, 3), (1, 1), (1, 1), (2, 2))
+        [1, 1, 1, 1, 15, 10, 8, 8]
+    """
+    (kh, kw), (dh, dw), (sh, sw) = kernel_size, dilation, stride
+    left, right, top, bottom = pads
+    height, width = size[0] + top + bottom, size[1] + left + right  # padded
+    out_h = (height - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width - dw * (kw - 1) - 1) // sw + 1
+    if out_size is not None:
+        out_h, out_w = out_size
+        height = max(height, (out_h - 1) * sh + dh * (kh - 1) + 1)
+        width = max(width, (out_w - 1) * sw + dw * (kw - 1) + 1)
+    rows_q, cols_q = -(-height // sh), -(-width // sw)
+    span = -(-(out_h * cols_q) // 64) * 64  # the kernel's 64-wide tiles
+    need = span + max_shift[0] * cols_q + max_shift[1]  # positions read
+    rows_q = max(rows_q, -(-need // cols_q))  # zero rows past the end
+    return [top, left, sh, sw, rows_q, cols_q, out_h, out_w]

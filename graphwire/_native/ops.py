@@ -739,7 +739,7 @@ def conv_layout(
         >>> col, sr, sc = conv_layout(torch.tensor([1]), torch.tensor([2]), torch.tensor([1]),
         ...                           (2, 2), (1, 1))
         >>> col.tolist(), sr.tolist(), sc.tolist()
-        ([6], [1], [0])
+        ([5], [1], [0])
     """
     (sh, sw), (dh, dw) = stride, dilation
     col = (in_channel * sh + (tap_row * dh) % sh) * sw + (tap_col * dw) % sw

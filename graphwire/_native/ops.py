@@ -38,7 +38,7 @@ from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from graphwire._native import load as _load_native
 
@@ -46,6 +46,7 @@ __all__ = [
     "available",
     "conv_geometry",
     "conv_layout",
+    "conv_pads",
     "csr",
     "csr_linear",
     "csr_mix",
@@ -672,10 +673,20 @@ class SparseConvCall:
 #: the kernel beat a dense product up to about 30% density on a 2-core AVX2 CPU);
 #: ``"linear"``: ``nn.Linear``; ``"pointwise"``: a 1 x 1 convolution without padding;
 #: ``"conv"``: any other ``Conv1d`` / ``Conv2d`` (linear layers timed on an idle AVX-512
-#: Xeon, convolutions on a shared AVX2 machine; see ``docs/concepts/freeze.md``). On
-#: GPUs dense products (cuBLAS, cuDNN) are always chosen.
+#: Xeon, convolutions on a shared AVX2 machine; see ``docs/concepts/freeze.md``).
+#: ``"train_linear"`` / ``"train_conv"``: a wired layer's training step by sparse
+#: products (forward, input gradient, sampled weight gradient) against the masked dense
+#: step (``python -m benchmarks sparse-training``). On GPUs dense products (cuBLAS,
+#: cuDNN) are always chosen.
 _MAX_DENSITY: Mapping[str, float] = MappingProxyType(
-    {"block": 0.25, "linear": 0.2, "pointwise": 0.25, "conv": 0.15}
+    {
+        "block": 0.25,
+        "linear": 0.2,
+        "pointwise": 0.25,
+        "conv": 0.15,
+        "train_linear": 0.3,
+        "train_conv": 0.3,
+    }
 )
 
 
@@ -784,3 +795,26 @@ def conv_geometry(
     need = span + max_shift[0] * cols_q + max_shift[1]  # positions read
     rows_q = max(rows_q, -(-need // cols_q))  # zero rows past the end
     return [top, left, sh, sw, rows_q, cols_q, out_h, out_w]
+
+
+def conv_pads(conv: nn.Module) -> tuple[int, ...]:
+    """``F.pad`` amounts (last dimension first) of ``conv``'s padding, ``'same'`` resolved.
+
+    Example:
+        >>> from torch import nn
+        >>> from graphwire._native.ops import conv_pads
+        >>> conv_pads(nn.Conv2d(1, 1, (3, 4), padding="same"))
+        (1, 2, 1, 1)
+    """
+    dims = len(conv.kernel_size)
+    pads: list[int] = []
+    for i in reversed(range(dims)):
+        if conv.padding == "valid":
+            lo = hi = 0
+        elif conv.padding == "same":
+            total = conv.dilation[i] * (conv.kernel_size[i] - 1)
+            lo, hi = total // 2, total - total // 2
+        else:
+            lo = hi = conv.padding[i]
+        pads += [lo, hi]
+    return tuple(pads)

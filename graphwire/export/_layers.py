@@ -38,6 +38,7 @@ from graphwire._native.ops import (
     SparseConvCall,
     conv_geometry,
     conv_layout,
+    conv_pads,
     csr,
     epilogue,
     sparse_conv2d,
@@ -112,22 +113,6 @@ class SparseLinear(nn.Module):
         )
 
 
-def _padding(conv: nn.Module) -> tuple[int, ...]:
-    """``F.pad`` amounts (last dimension first) of ``conv``'s padding, ``'same'`` resolved."""
-    dims = len(conv.kernel_size)
-    pads: list[int] = []
-    for i in reversed(range(dims)):
-        if conv.padding == "valid":
-            lo = hi = 0
-        elif conv.padding == "same":
-            total = conv.dilation[i] * (conv.kernel_size[i] - 1)
-            lo, hi = total // 2, total - total // 2
-        else:
-            lo = hi = conv.padding[i]
-        pads += [lo, hi]
-    return tuple(pads)
-
-
 class SparseConv2d(nn.Module):
     """A frozen ``nn.Conv2d`` run as shifted sparse channel mixes (no im2col).
 
@@ -180,7 +165,7 @@ class SparseConv2d(nn.Module):
         self.kernel_size = (kh, kw)
         self.stride = tuple(conv.stride) if len(conv.stride) == 2 else (1, conv.stride[0])
         self.dilation = tuple(conv.dilation) if len(conv.dilation) == 2 else (1, conv.dilation[0])
-        pads = _padding(conv)
+        pads = conv_pads(conv)
         self.pads = pads if len(pads) == 4 else (*pads, 0, 0)  # (left, right, top, bottom)
         self.padding_mode = conv.padding_mode
         (dh, dw), (sh, sw) = self.dilation, self.stride
@@ -300,7 +285,7 @@ def _kind(layer: nn.Module) -> str | None:
     if isinstance(layer, nn.Linear):
         return "linear"
     if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
-        pads = _padding(layer)
+        pads = conv_pads(layer)
         return "pointwise" if math.prod(layer.kernel_size) == 1 and not any(pads) else "conv"
     return None
 

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from graphwire.errors import GraphError
 from graphwire.graph.channel_graph import ChannelGraph
+from graphwire.layers._sparse_train import check_kernel, sparse_conv, sparse_linear, uses_sparse
 from graphwire.wiring import WiringRule, make_rule
 from graphwire.wiring.budget import SharedBudget
 from graphwire.wiring.module import WiredModule
@@ -46,14 +47,33 @@ class WiredLayer(WiredModule):
     the dense layer they replace (``WiredConv2d`` is an ``nn.Conv2d``), so code that
     inspects ``in_channels``, ``stride`` and so on keeps working.
 
+    Sparse training: where the rule needs no dense weight gradient at a step (RigL
+    between updates, SET, a fixed mask, pruning) a ``Linear``, ``Conv1d`` or ``Conv2d``
+    runs its forward product, input gradient and weight gradient (at the selected weights
+    only) by sparse kernels; DNW keeps its dense weight gradient and runs the other two
+    sparse. The gradients equal the masked dense layer's (up to the order of additions).
+
     Attributes:
         rule: The wiring rule (shared by every layer of ``shared_budget``).
         shared_budget: The :class:`~graphwire.wiring.SharedBudget` this layer's selection
             belongs to.
+        kernel: ``"auto"`` (default: sparse products where the cost model says they pay:
+            float32 on a CPU with the compiled kernels, up to a switch density),
+            ``"dense"`` (the masked dense layer) or ``"sparse"`` (sparse products wherever
+            the layer supports them, e.g. to test them).
     """
 
     weight: Tensor
     edge_mask: Tensor
+
+    @property
+    def kernel(self) -> str:
+        """How the layer computes: ``"auto"``, ``"dense"`` or ``"sparse"`` (see above)."""
+        return self.__dict__.get("_kernel", "auto")
+
+    @kernel.setter
+    def kernel(self, value: str) -> None:
+        self.__dict__["_kernel"] = check_kernel(value)
 
     def _init_wiring(
         self,
@@ -139,10 +159,6 @@ class WiredLayer(WiredModule):
         return f"{base}, rule={self.rule!r}, kept={kept} of {self.weight.numel()}"
 
 
-def _forward_conv(layer: nn.Module, x: Tensor) -> Tensor:
-    return layer._conv_forward(x, layer.effective_weight(), layer.bias)
-
-
 class WiredLinear(WiredLayer, nn.Linear):
     """An ``nn.Linear`` whose weights are selected by a wiring rule (a wired bipartite graph).
 
@@ -184,6 +200,9 @@ class WiredLinear(WiredLayer, nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x @ (w * mask).T + b`` for ``x`` of shape ``[..., in_features]``."""
+        if uses_sparse(self, "train_linear", x):
+            dense_grad = self.shared_budget.dense_weight_grad()
+            return sparse_linear(x, self.weight, self.bias, self.edge_mask, dense_grad)
         return F.linear(x, self.effective_weight(), self.bias)
 
 
@@ -202,7 +221,10 @@ class _WiredConv(WiredLayer):
 
     def forward(self, x: Tensor) -> Tensor:
         """The convolution with the masked kernel, ``[B, C_in, *S] -> [B, C_out, *S']``."""
-        return _forward_conv(self, x)
+        if uses_sparse(self, "train_conv", x):
+            dense_grad = self.shared_budget.dense_weight_grad()
+            return sparse_conv(self, x, self.edge_mask, dense_grad)
+        return self._conv_forward(x, self.effective_weight(), self.bias)
 
 
 _CONV_DOC = """A ``{dense}`` whose kernel weights are selected by a wiring rule.

@@ -73,6 +73,10 @@ class SharedBudget:
             with a constant fan-in); ``None`` for one scope over everything.
         quota: Weights kept per entry of ``members``.
         scratch: Per-step storage of the rule's hooks (e.g. RigL's growth scores).
+        steps: Optimizer steps taken (set by :meth:`reselect` with a step, and by
+            :meth:`DNWOptimizer.load_state_dict <graphwire.DNWOptimizer.load_state_dict>`):
+            the wired layers ask the rule whether step ``steps + 1`` needs the dense weight
+            gradient (:meth:`~graphwire.wiring.WiringRule.dense_weight_grad`).
 
     Example:
         >>> from graphwire.layers import WiredLinear
@@ -113,6 +117,7 @@ class SharedBudget:
             self._split_by_target()
         self.k = sum(self.counts)
         self.scratch: dict[str, Any] = {}
+        self.steps = 0
         self._pending: tuple[int, Optimizer | None] | None = None
         for module in self.modules:
             module.shared_budget, module.rule = self, self.rule
@@ -259,6 +264,7 @@ class SharedBudget:
         if step is None and pending is not None:
             step, optimizer = pending
         if step is not None:
+            self.steps = step
             new = self.rule.update(self, step, optimizer)
             if new is None:
                 return {m: (0, 0) for m in self.modules}
@@ -266,6 +272,10 @@ class SharedBudget:
         if not self.rule.reselects:
             return {m: (0, 0) for m in self.modules}
         return self._assign(self.rule.select(self.view(), self.quota, self.members))
+
+    def dense_weight_grad(self) -> bool:
+        """Whether the next backward pass (of step ``steps + 1``) needs every weight's gradient."""
+        return self.rule.dense_weight_grad(self.steps + 1)
 
     def __repr__(self) -> str:
         total = sum(m.weight.numel() for m in self.modules)

@@ -282,6 +282,8 @@ class DNWOptimizer(Optimizer):
             for name, module in self.wired.items():
                 module.edge_mask.copy_(masks[name])
         self.step_count = int(state_dict.get("steps", 0))
+        for budget in _budgets(self.wired):  # the layers ask the rule about the next step
+            budget.steps = self.step_count
         self.swaps_total = int(state_dict.get("swaps_total", 0))
         rules = _rules(self.wired)
         saved = state_dict.get("rules", [{}] * len(rules))

@@ -169,6 +169,21 @@ class WiringRule:
         """The ``[E]`` weights the forward pass uses."""
         return straight_through(weight, mask) if self.straight_through else weight * mask
 
+    def dense_weight_grad(self, step: int) -> bool:
+        """Whether the backward pass of step ``step`` (from 1) needs every weight's gradient.
+
+        ``False`` lets a wired layer compute the weight gradient at its selected weights
+        only (sparse training: the gradient of an unselected weight is zero, or is
+        zeroed before the base step). By default a straight-through rule needs every
+        gradient (DNW grows edges by it); :class:`RigL` needs it only on its update steps.
+
+        Example:
+            >>> from graphwire.wiring import DNW, SET
+            >>> DNW().dense_weight_grad(1), SET().dense_weight_grad(1)
+            (True, False)
+        """
+        return self.straight_through
+
     def before_step(self, budget: SharedBudget, step: int, optimizer: Optimizer | None) -> None:
         """Hook run before the base optimizer's step ``step`` (from 1); does nothing here.
 

@@ -118,6 +118,16 @@ class RigL(Scheduled):
         """Whether the mask is updated after ``step`` (every ``delta_t``, until ``t_end``)."""
         return step % self.delta_t == 0 and (self.t_end is None or step <= self.t_end)
 
+    def dense_weight_grad(self, step: int) -> bool:
+        """Only an update step grows by the gradient of every weight.
+
+        Example:
+            >>> from graphwire.wiring import RigL
+            >>> [RigL(delta_t=100).dense_weight_grad(s) for s in (99, 100, 101)]
+            [False, True, False]
+        """
+        return self.is_update_step(step)
+
     def before_step(self, budget, step, optimizer):  # noqa: D102
         if self.is_update_step(step):
             budget.scratch["grow_scores"] = budget.flat_grad().abs()

@@ -1,0 +1,240 @@
+"""Sampled weight gradients: the gradient of a sparse layer at its selected weights only.
+
+A sparse training step needs the weight gradient only where a weight is selected: a
+*sampled* dense-dense product (SDDMM), a dot product per selected weight instead of the
+whole dense gradient. :func:`sddmm` is the one of a linear layer
+(``graphwire::sddmm``), :func:`conv2d_weight_sampled` the one of a convolution
+(``graphwire::conv2d_weight_sampled``), on the layout of
+:func:`~graphwire._native.ops.sparse_conv2d`. Both are ``torch.library`` custom
+operators with shape-only fake implementations and torch fallbacks (other dtypes,
+devices, or no compiled kernel), and compute each entry in one fixed order, so their
+results do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from graphwire._native.ops import load
+
+__all__ = ["conv2d_weight_sampled", "sddmm"]
+
+
+def _rows_of(rowptr: Tensor) -> Tensor:
+    """The row of every nonzero of a CSR pattern."""
+    rows = torch.arange(rowptr.numel() - 1, device=rowptr.device)
+    return torch.repeat_interleave(rows, rowptr.diff())
+
+
+def _torch_sddmm(a: Tensor, b: Tensor, rowptr: Tensor, col: Tensor) -> Tensor:
+    """:func:`sddmm` by torch: the dense product, read at the pattern."""
+    return (a @ b.t())[_rows_of(rowptr), col]
+
+
+def _sddmm(a: Tensor, b: Tensor, rowptr: Tensor, col: Tensor) -> Tensor:
+    """The body of :func:`sddmm`."""
+    lib = load() if a.device.type == "cpu" else None
+    kernels = {torch.float32: "gw_sddmm_f32", torch.float64: "gw_sddmm_f64"}
+    if lib is None or a.dtype not in kernels or b.dtype != a.dtype:
+        return _torch_sddmm(a, b, rowptr, col)
+    a, b, rowptr, col = (t.contiguous() for t in (a, b, rowptr, col))
+    out = a.new_empty(col.numel())
+    rows, length = a.shape
+    getattr(lib, kernels[a.dtype])(
+        a.data_ptr(),
+        b.data_ptr(),
+        rowptr.data_ptr(),
+        col.data_ptr(),
+        out.data_ptr(),
+        rows,
+        length,
+        torch.get_num_threads(),
+    )
+    return out
+
+
+_sddmm_op = torch.library.custom_op("graphwire::sddmm", _sddmm, mutates_args=())
+
+
+def sddmm(a: Tensor, b: Tensor, rowptr: Tensor, col: Tensor) -> Tensor:
+    """``out[e] = <a[v], b[col[e]]>`` for every nonzero ``e`` of row ``v`` of a CSR pattern.
+
+    The weight gradient of a sparse linear layer ``y = x @ w.T`` at its selected weights
+    is ``sddmm(dy.T, x.T, rowptr, col)``: the rows of ``a`` and ``b`` are contiguous, so
+    each entry is one contiguous dot product (four entries of a row share each load of
+    ``a[v]``).
+
+    Args:
+        a: ``[rows, L]``.
+        b: ``[n, L]``, dtype of ``a``.
+        rowptr: int64 ``[rows + 1]`` CSR row pointers.
+        col: int64 ``[nnz]`` column of each nonzero (a row of ``b``).
+
+    Returns:
+        ``[nnz]``.
+
+    Example:
+        >>> import torch
+        >>> from graphwire._native.grads import sddmm
+        >>> a, b = torch.randn(3, 5), torch.randn(4, 5)
+        >>> rowptr, col = torch.tensor([0, 2, 2, 3]), torch.tensor([1, 3, 0])
+        >>> torch.allclose(sddmm(a, b, rowptr, col), (a @ b.T)[[0, 0, 2], [1, 3, 0]])
+        True
+    """
+    eager = type(a) is Tensor and not torch.compiler.is_compiling()
+    return (_sddmm if eager else _sddmm_op)(a, b, rowptr, col)
+
+
+@_sddmm_op.register_fake
+def _(a: Tensor, b: Tensor, rowptr: Tensor, col: Tensor) -> Tensor:
+    return a.new_empty(col.shape[0])
+
+
+def _phases(x: Tensor, geometry: list[int]) -> Tensor:
+    """``x`` ``[B, C, H, W]`` zero-padded and split into its stride phases, flattened.
+
+    ``[B, C * sh * sw, rows_q * cols_q]``: what the kernels build in scratch memory.
+    """
+    top, left, sh, sw, rows_q, cols_q = geometry[:6]
+    batch, channels, height, width = x.shape
+    x = F.pad(x, (left, cols_q * sw - width - left, top, rows_q * sh - height - top))
+    if (sh, sw) != (1, 1):  # [B, C, sh, sw, rows_q, cols_q]
+        x = x.reshape(batch, channels, rows_q, sh, cols_q, sw).permute(0, 1, 3, 5, 2, 4)
+    return x.reshape(batch, channels * sh * sw, rows_q * cols_q)
+
+
+def _torch_conv2d_weight_sampled(
+    x: Tensor,
+    dy: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    shift_row: Tensor,
+    shift_col: Tensor,
+    geometry: list[int],
+) -> Tensor:
+    """:func:`conv2d_weight_sampled` by torch: per distinct shift, a dense product."""
+    cols_q, out_h, out_w = geometry[5], geometry[6], geometry[7]
+    batch, rows = dy.shape[:2]
+    length = out_h * cols_q
+    xq = _phases(x, geometry)  # [B, n, P]
+    wide = F.pad(dy, (0, cols_q - out_w)).reshape(batch, rows, length)  # [B, m, L]
+    row = _rows_of(rowptr)
+    out = dy.new_zeros(col.numel())
+    offset = shift_row * cols_q + shift_col
+    for off in torch.unique(offset).tolist():
+        at = (offset == off).nonzero().flatten()
+        window = xq[:, :, off : off + length]  # [B, n, L]
+        dense = torch.einsum("bml,bnl->mn", wide, window)  # [m, n]
+        out[at] = dense[row[at], col[at]]
+    return out
+
+
+def _conv2d_weight_sampled(
+    x: Tensor,
+    dy: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    shift_row: Tensor,
+    shift_col: Tensor,
+    geometry: list[int],
+) -> Tensor:
+    """The body of :func:`conv2d_weight_sampled`."""
+    lib = load() if x.device.type == "cpu" else None
+    args = (x, dy, rowptr, col, shift_row, shift_col, geometry)
+    if lib is None or not x.dtype == dy.dtype == torch.float32:
+        return _torch_conv2d_weight_sampled(*args)
+    x, dy = x.contiguous(), dy.contiguous()
+    batch, channels, height, width = x.shape
+    sizes = (batch, channels, height, width, *geometry[:6], dy.shape[1], *geometry[6:])
+    out = x.new_empty(col.numel())
+    buffers = [b.contiguous() for b in (rowptr, col, shift_row, shift_col)]  # kept alive
+    failed = lib.gw_conv_wgrad_f32(
+        x.data_ptr(),
+        dy.data_ptr(),
+        *(b.data_ptr() for b in buffers),
+        out.data_ptr(),
+        (ctypes.c_int64 * 13)(*sizes),
+        torch.get_num_threads(),
+    )
+    if failed == 2:
+        raise ValueError("conv2d_weight_sampled reads past its padded input: the geometry is wrong")
+    if failed:
+        return _torch_conv2d_weight_sampled(*args)
+    return out
+
+
+_conv_wgrad_op = torch.library.custom_op(
+    "graphwire::conv2d_weight_sampled", _conv2d_weight_sampled, mutates_args=()
+)
+
+
+def conv2d_weight_sampled(
+    x: Tensor,
+    dy: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    shift_row: Tensor,
+    shift_col: Tensor,
+    geometry: list[int],
+) -> Tensor:
+    """The weight gradient of a sparse convolution at its nonzeros, ``[nnz]``.
+
+    For the layout of :func:`~graphwire._native.ops.sparse_conv2d` (``rowptr`` over output
+    channels, ``col`` the stride phase, ``shift_row`` / ``shift_col`` the shift, from
+    :func:`~graphwire._native.ops.conv_layout`, and ``geometry`` from
+    :func:`~graphwire._native.ops.conv_geometry`): entry ``e`` of output channel ``v`` is
+    the sum over images and output positions of ``dy[g, v, h, w]`` times the input its
+    weight multiplied there. The float32 CPU kernel builds each image's padded phases and
+    its output gradient widened to ``cols_q`` columns in per-thread scratch memory; each
+    entry is then one contiguous dot product per image.
+
+    Args:
+        x: The convolution's input ``[B, C, H, W]`` (padded already where its padding mode
+            is not zeros).
+        dy: The gradient of its output ``[B, rows, out_h, out_w]``.
+        rowptr: int64 ``[rows + 1]`` CSR row pointers over output channels.
+        col: int64 ``[nnz]`` phase channel of each nonzero.
+        shift_row: int64 ``[nnz]`` shift in phase rows.
+        shift_col: int64 ``[nnz]`` shift in phase columns.
+        geometry: ``[top, left, sh, sw, rows_q, cols_q, out_h, out_w]``.
+
+    Returns:
+        ``[nnz]``, dtype of ``x``.
+
+    Raises:
+        ValueError: if a shift reads past the padded phase images.
+
+    Example:
+        >>> import torch
+        >>> from graphwire._native.grads import conv2d_weight_sampled
+        >>> from graphwire._native.ops import conv_geometry, conv_layout
+        >>> x, dy = torch.randn(2, 3, 6, 6), torch.randn(2, 4, 6, 6)
+        >>> o, c, i, j = torch.ones(4, 3, 3, 3).nonzero().t()
+        >>> col, sr, sc = conv_layout(c, i, j, (1, 1), (1, 1))
+        >>> rowptr = torch.arange(0, 109, 27)
+        >>> g = conv_geometry((6, 6), (1, 1, 1, 1), (3, 3), (1, 1), (1, 1), (2, 2))
+        >>> dense = torch.nn.grad.conv2d_weight(x, (4, 3, 3, 3), dy, padding=1)
+        >>> sampled = conv2d_weight_sampled(x, dy, rowptr, col, sr, sc, g)
+        >>> torch.allclose(sampled, dense.flatten(), atol=1e-5)
+        True
+    """
+    eager = type(x) is Tensor and not torch.compiler.is_compiling()
+    op = _conv2d_weight_sampled if eager else _conv_wgrad_op
+    return op(x, dy, rowptr, col, shift_row, shift_col, geometry)
+
+
+@_conv_wgrad_op.register_fake
+def _(
+    x: Tensor,
+    dy: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    shift_row: Tensor,
+    shift_col: Tensor,
+    geometry: list[int],
+) -> Tensor:
+    return x.new_empty(col.shape[0])

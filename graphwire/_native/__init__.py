@@ -116,6 +116,9 @@ _SIGNATURES: dict[str, tuple[type | None, list[type]]] = {
     "gw_conv_wgrad_f32": (_INT, [_P] * 8 + [_INT]),
     "gw_topk_mask_f32": (_INT, [_P, _I64, _I64, _INT, _P, _INT]),
     "gw_replace_counting": (None, [_P, _P, _I64, _P, _INT]),
+    "gw_mask_pattern": (_I64, [_P, _I64, _I64, _I64] + [_P] * 6),
+    "gw_conv_pattern": (_I64, [_P, _P, _I64] + [_P] * 10),
+    "gw_count_set": (_I64, [_P, _I64]),
 }
 
 

@@ -255,14 +255,14 @@ int gw_sparse_conv_f32(const float* x, float* y, const int64_t* rowptr, const in
 /* The weight gradient of a convolution at its selected weights only (float32):
    out[e] = sum over images g and output positions (h, w) of dy[g, v, h, w] times the
    input that weight e multiplied there, for every nonzero e of output channel v; the
-   layout (rowptr, col, srow, scol) and sz are sparse_conv2d's. Per image, a thread
-   builds the padded phase images of x (as sparse_conv2d does) and its output channels'
-   rows of dy widened to cols_q columns (zeros past Wo) in its scratch memory; then each
-   nonzero is one contiguous dot product of Ho * cols_q terms (the zero columns cancel the
-   wide rows' extra terms), four nonzeros at a time against one load of dy. The output
-   channels are split between the threads by their nonzeros and each out[e] sums over
-   the images in order, so the result does not depend on the thread count. Returns 2
-   where a shift reads past the phases, 1 when out of memory. */
+   layout (rowptr, col, srow, scol) and sz are sparse_conv2d's. The images are split
+   between the threads; per image, a thread builds the padded phase images of x (as
+   sparse_conv2d does) and dy widened to cols_q columns (zeros past Wo) in its scratch
+   memory, and each nonzero is one contiguous dot product of Ho * cols_q terms (the zero
+   columns cancel the wide rows' extra terms), four nonzeros at a time against one load
+   of dy. Each thread sums into its own copy of out, added in thread order: for a given
+   thread count the result is always the same. Returns 2 where a shift reads past the
+   phases, 1 when out of memory. */
 int gw_conv_wgrad_f32(const float* x, const float* dy, const int64_t* rowptr,
                       const int64_t* col, const int64_t* srow, const int64_t* scol,
                       float* out, const int64_t* sz, int threads) {
@@ -274,39 +274,45 @@ int gw_conv_wgrad_f32(const float* x, const float* dy, const int64_t* rowptr,
     const int64_t off = srow[e] * cols_q + scol[e];
     if (off < 0 || off + L > Pin || col[e] < 0 || col[e] >= n) return 2;
   }
+  if (G < threads) threads = G > 0 ? (int)G : 1;
   if (nnz * L * G < 65536) threads = 1;
-  (void)threads;
+  float* parts = (float*)calloc((size_t)(threads * (nnz > 0 ? nnz : 1)), sizeof(float));
+  if (!parts) return 1;
   int failed = 0;
   GW_OMP(parallel num_threads(threads) reduction(|: failed))
   {
     const int64_t t = gw_thread_num(), T = gw_num_threads();
-    const int64_t v0 = gw_rows_from(rowptr, m, nnz * t / T);
-    const int64_t v1 = gw_rows_from(rowptr, m, nnz * (t + 1) / T);
-    for (int64_t e = rowptr[v0]; e < rowptr[v1]; ++e) out[e] = 0.0f;
-    float* xq = v1 > v0 ? gw_scratch(1, (size_t)(n * Pin) * sizeof(float)) : NULL;
-    float* dyw = v1 > v0 ? gw_scratch(2, (size_t)((v1 - v0) * L) * sizeof(float)) : NULL;
-    if (v1 > v0 && (!xq || !dyw)) failed = 1;
-    for (int64_t g = 0; g < G && xq && dyw; ++g) {
+    float* acc = parts + t * nnz;
+    float* xq = gw_scratch(1, (size_t)(n * Pin) * sizeof(float));
+    float* dyw = gw_scratch(2, (size_t)(m * L) * sizeof(float));
+    if (!xq || !dyw) failed = 1;
+    for (int64_t g = G * t / T; g < G * (t + 1) / T && xq && dyw; ++g) {
       for (int64_t q = 0; q < n; ++q)
         phase_f32(x + g * C * H * W, xq + q * Pin, q, H, W, top, left, sh, sw, rows_q, cols_q);
-      for (int64_t v = v0; v < v1; ++v) {
+      for (int64_t v = 0; v < m; ++v) {
         const float* dv = dy + (g * m + v) * Ho * Wo;
-        float* wv = dyw + (v - v0) * L;
+        float* wv = dyw + v * L;
         for (int64_t h = 0; h < Ho; ++h) {
           for (int64_t w = 0; w < Wo; ++w) wv[h * cols_q + w] = dv[h * Wo + w];
           for (int64_t w = Wo; w < cols_q; ++w) wv[h * cols_q + w] = 0.0f;
         }
       }
-      for (int64_t v = v0; v < v1; ++v) {
-        const float* wv = dyw + (v - v0) * L;
+      for (int64_t v = 0; v < m; ++v) {
+        const float* wv = dyw + v * L;
         int64_t e = rowptr[v];
 #define GW_SRC(k) (xq + col[e + (k)] * Pin + srow[e + (k)] * cols_q + scol[e + (k)])
         for (; e + 4 <= rowptr[v + 1]; e += 4)
-          gw_dot4_f32(wv, GW_SRC(0), GW_SRC(1), GW_SRC(2), GW_SRC(3), L, out + e);
-        for (; e < rowptr[v + 1]; ++e) out[e] += gw_dot_f32(wv, GW_SRC(0), L);
+          gw_dot4_f32(wv, GW_SRC(0), GW_SRC(1), GW_SRC(2), GW_SRC(3), L, acc + e);
+        for (; e < rowptr[v + 1]; ++e) acc[e] += gw_dot_f32(wv, GW_SRC(0), L);
 #undef GW_SRC
       }
     }
   }
+  for (int64_t e = 0; e < nnz; ++e) {
+    float s = parts[e];
+    for (int64_t t = 1; t < threads; ++t) s += parts[t * nnz + e];
+    out[e] = s;
+  }
+  free(parts);
   return failed;
 }

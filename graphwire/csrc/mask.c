@@ -18,3 +18,137 @@ void gw_replace_counting(uint8_t* dst, const uint8_t* src, int64_t n, int64_t* c
   counts[0] = added;
   counts[1] = removed;
 }
+
+/* The positions of the set bytes of m[0:n] (bytes 0 or 1), ascending, into out; returns
+   how many. 64 bytes at a time with AVX2: their bit mask, walked by its lowest set bit. */
+static int64_t set_bytes(const uint8_t* m, int64_t n, int64_t* out) {
+  int64_t k = 0, c0 = 0;
+#if GW_AVX2
+  const __m256i zero = _mm256_setzero_si256();
+  for (; c0 + 64 <= n; c0 += 64) {  /* one unpredictable loop exit per 64 bytes */
+    const __m256i lo = _mm256_loadu_si256((const __m256i*)(m + c0));
+    const __m256i hi = _mm256_loadu_si256((const __m256i*)(m + c0 + 32));
+    uint64_t bits = (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(lo, zero)) |
+                    (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(hi, zero)) << 32;
+    while (bits) {
+      out[k++] = c0 + __builtin_ctzll(bits);
+      bits &= bits - 1;
+    }
+  }
+#endif
+  for (int64_t c = c0; c < n; ++c)
+    if (m[c]) out[k++] = c;
+  return k;
+}
+
+/* The CSR pattern of a boolean [rows, cols] matrix (bytes 0 or 1), by row and by column,
+   for sparse training (graphwire._native.grads.mask_pattern). By row: rowptr [rows + 1],
+   col [nnz] and flat [nnz] (the row-major index row * cols + col). By column: rowptr_t
+   [cols + 1], col_t [nnz] (the row) and flat_t [nnz]: a count per column, then one pass
+   in row-major order that appends to each column's bin, so every bin holds ascending
+   rows. nnz is the caller's count of set bytes (every array holds nnz); returns the
+   count found, or -1 when out of memory: a different count means the mask changed, and
+   the arrays are then incomplete. */
+int64_t gw_mask_pattern(const uint8_t* mask, int64_t rows, int64_t cols, int64_t nnz,
+                        int64_t* rowptr, int64_t* col, int64_t* flat, int64_t* rowptr_t,
+                        int64_t* col_t, int64_t* flat_t) {
+  int64_t* at = (int64_t*)malloc((size_t)(cols + 1) * sizeof(int64_t));
+  if (!at) return -1;
+  int64_t e = 0;
+  for (int64_t c = 0; c <= cols; ++c) rowptr_t[c] = 0;
+  rowptr[0] = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t k = set_bytes(mask + r * cols, cols, at);
+    if (e + k > nnz) { free(at); return e + k; }
+    for (int64_t q = 0; q < k; ++q) {
+      col[e + q] = at[q], flat[e + q] = r * cols + at[q];
+      ++rowptr_t[at[q] + 1];
+    }
+    e += k;
+    rowptr[r + 1] = e;
+  }
+  if (e != nnz) { free(at); return e; }
+  for (int64_t c = 0; c < cols; ++c) rowptr_t[c + 1] += rowptr_t[c];
+  memcpy(at, rowptr_t, (size_t)cols * sizeof(int64_t));  /* the next free slot per column */
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t q = rowptr[r]; q < rowptr[r + 1]; ++q) {
+      const int64_t slot = at[col[q]]++;
+      col_t[slot] = r;
+      flat_t[slot] = flat[q];
+    }
+  free(at);
+  return nnz;
+}
+
+/* Both layouts of sparse_conv2d for a convolution's boolean mask [O, pg, kh, kw] (pg
+   input channels per group, g groups), for sparse training
+   (graphwire.layers._sparse_train.conv_pattern). sz: O, pg, kh, kw, g, sh, sw, dh, dw.
+   The forward layout, by output channel o: rowptr [O + 1], and per nonzero the stride
+   phase col = (c * sh + (i * dh) % sh) * sw + (j * dw) % sw of the global input channel
+   c, the shifts srow = (i * dh) / sh and scol = (j * dw) / sw, and flat, the index into
+   the weight. The transposed layout of the input gradient, by input channel c (stride 1,
+   the kernel flipped): rowptr_t [pg * g + 1], col_t = o, srow_t = (kh - 1 - i) * dh,
+   scol_t = (kw - 1 - j) * dw, flat_t; within a channel in forward order. Returns as
+   gw_mask_pattern does. A plain walk over the mask's bytes: kernels are small, and the
+   walk knows each byte's channel and tap without a division. */
+int64_t gw_conv_pattern(const uint8_t* mask, const int64_t* sz, int64_t nnz, int64_t* rowptr,
+                        int64_t* col, int64_t* srow, int64_t* scol, int64_t* flat,
+                        int64_t* rowptr_t, int64_t* col_t, int64_t* srow_t, int64_t* scol_t,
+                        int64_t* flat_t) {
+  const int64_t O = sz[0], pg = sz[1], kh = sz[2], kw = sz[3], g = sz[4];
+  const int64_t sh = sz[5], sw = sz[6], dh = sz[7], dw = sz[8];
+  const int64_t C = pg * g, per_out = O / g;
+  /* the channel and tap of every nonzero, for the second pass (no divisions per nonzero) */
+  int32_t* cij = (int32_t*)malloc((size_t)(3 * (nnz > 0 ? nnz : 1)) * sizeof(int32_t));
+  int64_t* chan = (int64_t*)malloc((size_t)(C + 1) * sizeof(int64_t));
+  if (!cij || !chan) { free(cij); free(chan); return -1; }
+  for (int64_t c = 0; c <= C; ++c) chan[c] = 0;
+  int64_t e = 0;
+  const uint8_t* m = mask;
+  rowptr[0] = 0;
+  for (int64_t o = 0; o < O; ++o) {
+    const int64_t c0 = (o / per_out) * pg;
+    for (int64_t ci = 0; ci < pg; ++ci)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j, ++m) {
+          if (!*m) continue;
+          if (e < nnz) {
+            const int64_t c = c0 + ci;
+            col[e] = (c * sh + (i * dh) % sh) * sw + (j * dw) % sw;
+            srow[e] = (i * dh) / sh, scol[e] = (j * dw) / sw;
+            flat[e] = m - mask;
+            cij[3 * e] = (int32_t)c, cij[3 * e + 1] = (int32_t)i, cij[3 * e + 2] = (int32_t)j;
+            ++chan[c + 1];
+          }
+          ++e;
+        }
+    rowptr[o + 1] = e < nnz ? e : nnz;
+  }
+  if (e != nnz) { free(cij); free(chan); return e; }
+  for (int64_t c = 0; c < C; ++c) chan[c + 1] += chan[c];
+  memcpy(rowptr_t, chan, (size_t)(C + 1) * sizeof(int64_t));
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t q = rowptr[o]; q < rowptr[o + 1]; ++q) {
+      const int64_t slot = chan[cij[3 * q]]++, i = cij[3 * q + 1], j = cij[3 * q + 2];
+      col_t[slot] = o, srow_t[slot] = (kh - 1 - i) * dh, scol_t[slot] = (kw - 1 - j) * dw;
+      flat_t[slot] = flat[q];
+    }
+  free(cij);
+  free(chan);
+  return nnz;
+}
+
+/* The set bytes of m[0:n] (bytes 0 or 1): 32 at a time with AVX2 (a bit mask's
+   popcount), else their sum. */
+int64_t gw_count_set(const uint8_t* m, int64_t n) {
+  int64_t k = 0, c = 0;
+#if GW_AVX2
+  for (; c + 32 <= n; c += 32) {
+    const __m256i v = _mm256_loadu_si256((const __m256i*)(m + c));
+    k += __builtin_popcount(
+        (uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(v, _mm256_setzero_si256())));
+  }
+#endif
+  for (; c < n; ++c) k += m[c] != 0;
+  return k;
+}

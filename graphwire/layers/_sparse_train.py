@@ -34,12 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from graphwire._native.grads import conv2d_weight_sampled, sddmm
+from graphwire._native.grads import (
+    conv2d_weight_sampled,
+    conv_mask_pattern,
+    count_selected,
+    mask_pattern,
+    sddmm,
+)
 from graphwire._native.ops import (
     conv_geometry,
-    conv_layout,
     conv_pads,
-    csr,
     csr_linear,
     sparse_conv2d,
     sparse_pays,
@@ -79,12 +83,12 @@ class LinearPattern(NamedTuple):
     weights ordered by input (the CSR pattern of the transpose, over the ``n`` inputs).
     """
 
-    flat: Tensor
     rowptr: Tensor
     col: Tensor
-    flat_t: Tensor
+    flat: Tensor
     rowptr_t: Tensor
     col_t: Tensor
+    flat_t: Tensor
 
 
 def linear_pattern(mask: Tensor) -> LinearPattern:
@@ -97,70 +101,36 @@ def linear_pattern(mask: Tensor) -> LinearPattern:
         >>> p.rowptr.tolist(), p.col.tolist(), p.rowptr_t.tolist(), p.col_t.tolist()
         ([0, 2, 3], [0, 2, 1], [0, 1, 2, 3], [0, 1, 0])
     """
-    m, n = mask.shape
-    flat = mask.reshape(-1).nonzero().squeeze(1)  # row-major: by output
-    row, col = flat.div(n, rounding_mode="floor"), flat.remainder(n)
-    rowptr, col, _ = csr(row, col, flat, m)
-    flat_t = mask.t().reshape(-1).nonzero().squeeze(1)  # by input, then output
-    u, v = flat_t.div(m, rounding_mode="floor"), flat_t.remainder(m)
-    rowptr_t, col_t, _ = csr(u, v, v, n)
-    return LinearPattern(flat, rowptr, col, v * n + u, rowptr_t, col_t)
+    return LinearPattern(*mask_pattern(mask))
 
 
 class ConvPattern(NamedTuple):
     """The selected weights of a convolution in :func:`sparse_conv2d`'s layout, twice.
 
-    ``flat``, ``rowptr``, ``col``, ``shift_row``, ``shift_col``: the forward convolution
+    ``rowptr``, ``col``, ``shift_row``, ``shift_col``, ``flat``: the forward convolution
     (rows are output channels, columns stride phases of the input). The ``_t`` fields:
     the transposed convolution of the input gradient (rows are input channels, columns
     output channels, the kernel flipped, stride 1 over the output gradient with zeros
     inserted).
     """
 
-    flat: Tensor
     rowptr: Tensor
     col: Tensor
     shift_row: Tensor
     shift_col: Tensor
-    flat_t: Tensor
+    flat: Tensor
     rowptr_t: Tensor
     col_t: Tensor
     shift_row_t: Tensor
     shift_col_t: Tensor
+    flat_t: Tensor
 
 
 def conv_pattern(
     mask: Tensor, groups: int, stride: tuple[int, int], dilation: tuple[int, int]
 ) -> ConvPattern:
     """The :class:`ConvPattern` of a boolean ``[C_out, C_in / groups, kh, kw]`` mask."""
-    out_ch, per_group, kh, kw = mask.shape
-    flat = mask.reshape(-1).nonzero().squeeze(1)  # row-major: by output channel
-    o, rest = (
-        flat.div(per_group * kh * kw, rounding_mode="floor"),
-        flat.remainder(per_group * kh * kw),
-    )
-    ci, tap = rest.div(kh * kw, rounding_mode="floor"), rest.remainder(kh * kw)
-    i, j = tap.div(kw, rounding_mode="floor"), tap.remainder(kw)
-    c = o.div(out_ch // groups, rounding_mode="floor") * per_group + ci  # global input channel
-    col, shift_row, shift_col = conv_layout(c, i, j, stride, dilation)
-    rowptr, col, _ = csr(o, col, flat, out_ch)
-    order = torch.argsort(c, stable=True)  # by input channel, then output channel and tap
-    col_t, shift_row_t, shift_col_t = conv_layout(
-        o[order], kh - 1 - i[order], kw - 1 - j[order], (1, 1), dilation
-    )
-    rowptr_t, col_t, _ = csr(c[order], col_t, col_t, per_group * groups)
-    return ConvPattern(
-        flat,
-        rowptr,
-        col,
-        shift_row,
-        shift_col,
-        flat[order],
-        rowptr_t,
-        col_t,
-        shift_row_t,
-        shift_col_t,
-    )
+    return ConvPattern(*conv_mask_pattern(mask, groups, stride, dilation))
 
 
 def _gathered(weight: Tensor, flat: Tensor) -> Tensor:
@@ -367,5 +337,5 @@ def uses_sparse(layer: nn.Module, kind: str, x: Tensor) -> bool:
         return True
     if x.dtype != torch.float32 or layer.weight.dtype != torch.float32:
         return False
-    nnz = int(layer.edge_mask.count_nonzero())
+    nnz = count_selected(layer.edge_mask)
     return sparse_pays(kind, nnz, layer.weight.numel(), x.device, x.dtype)

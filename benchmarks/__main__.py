@@ -21,6 +21,7 @@ SUITES: dict[str, str] = {
     "speed": "benchmarks.speed",
     "rules": "benchmarks.rules",
     "sparsified": "benchmarks.sparsified",
+    "sparse-training": "benchmarks.sparse_training",
     "fan-in": "benchmarks.fan_in",
     "gpu-check": "benchmarks.gpu_check",
 }

@@ -145,3 +145,25 @@ def test_opcheck_conv2d_weight_sampled(dtype):
         torch.ops.graphwire.conv2d_weight_sampled.default,
         (x, dy, rowptr, col, srow, scol, geometry),
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("rows", [5, 64, 150])  # one partial block, one block, several
+def test_linear_weight_sampled_is_the_masked_dense_gradient(dtype, rows):
+    g = torch.Generator().manual_seed(0)
+    x, dy = (
+        torch.randn(rows, 37, generator=g, dtype=dtype),
+        torch.randn(rows, 23, generator=g, dtype=dtype),
+    )
+    mask = _mask((23, 37), 0.3)
+    rowptr, col, flat = grads.mask_pattern(mask)[:3]
+    got = grads.linear_weight_sampled(x, dy, rowptr, col, flat)
+    torch.testing.assert_close(got, (dy.t() @ x) * mask, **TOL[dtype])
+    assert bool((got[~mask] == 0).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck_linear_weight_sampled(dtype):
+    rowptr, col, flat = grads.mask_pattern(_mask((6, 5), 0.5))[:3]
+    args = (torch.randn(70, 5, dtype=dtype), torch.randn(70, 6, dtype=dtype), rowptr, col, flat)
+    _opcheck(torch.ops.graphwire.linear_weight_sampled.default, args)

@@ -114,6 +114,7 @@ _SIGNATURES: dict[str, tuple[type | None, list[type]]] = {
     "gw_sddmm_f32": (_INT, [_P] * 5 + [_I64] * 2 + [_INT]),
     "gw_sddmm_f64": (_INT, [_P] * 5 + [_I64] * 2 + [_INT]),
     "gw_conv_wgrad_f32": (_INT, [_P] * 8 + [_INT]),
+    "gw_linear_wgrad_f32": (_INT, [_P] * 6 + [_I64] * 3 + [_INT]),
     "gw_topk_mask_f32": (_INT, [_P, _I64, _I64, _INT, _P, _INT]),
     "gw_replace_counting": (None, [_P, _P, _I64, _P, _INT]),
     "gw_mask_pattern": (_I64, [_P, _I64, _I64, _I64] + [_P] * 6),

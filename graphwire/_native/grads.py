@@ -25,6 +25,7 @@ __all__ = [
     "conv2d_weight_sampled",
     "conv_mask_pattern",
     "count_selected",
+    "linear_weight_sampled",
     "mask_pattern",
     "sddmm",
 ]
@@ -243,6 +244,88 @@ def sddmm(a: Tensor, b: Tensor, rowptr: Tensor, col: Tensor) -> Tensor:
 @_sddmm_op.register_fake
 def _(a: Tensor, b: Tensor, rowptr: Tensor, col: Tensor) -> Tensor:
     return a.new_empty(col.shape[0])
+
+
+def _torch_linear_weight_sampled(
+    x: Tensor, dy: Tensor, rowptr: Tensor, col: Tensor, flat: Tensor
+) -> Tensor:
+    """:func:`linear_weight_sampled` by :func:`sddmm` on transposed copies, scattered."""
+    grad = dy.new_zeros(dy.shape[1], x.shape[1])
+    grad.view(-1)[flat] = sddmm(dy.t().contiguous(), x.t().contiguous(), rowptr, col)
+    return grad
+
+
+def _linear_weight_sampled(
+    x: Tensor, dy: Tensor, rowptr: Tensor, col: Tensor, flat: Tensor
+) -> Tensor:
+    """The body of :func:`linear_weight_sampled`."""
+    lib = load() if x.device.type == "cpu" else None
+    if lib is None or not x.dtype == dy.dtype == torch.float32:
+        return _torch_linear_weight_sampled(x, dy, rowptr, col, flat)
+    x, dy = x.contiguous(), dy.contiguous()
+    (rows, n), m = x.shape, dy.shape[1]
+    grad = x.new_zeros(m, n)
+    indices = [t.contiguous() for t in (rowptr, col, flat)]  # kept alive for the call
+    failed = lib.gw_linear_wgrad_f32(
+        x.data_ptr(),
+        dy.data_ptr(),
+        *(t.data_ptr() for t in indices),
+        grad.data_ptr(),
+        rows,
+        n,
+        m,
+        torch.get_num_threads(),
+    )
+    if failed:
+        return _torch_linear_weight_sampled(x, dy, rowptr, col, flat)
+    return grad
+
+
+_linear_wgrad_op = torch.library.custom_op(
+    "graphwire::linear_weight_sampled", _linear_weight_sampled, mutates_args=()
+)
+
+
+def linear_weight_sampled(
+    x: Tensor, dy: Tensor, rowptr: Tensor, col: Tensor, flat: Tensor
+) -> Tensor:
+    """The weight gradient of a sparse linear layer ``y = x @ w.T``, at its nonzeros only.
+
+    ``grad[v, u] = sum over r of dy[r, v] * x[r, u]`` where ``(v, u)`` is a nonzero of the
+    CSR pattern ``(rowptr, col)`` (``flat`` its index ``v * n + u``), zero elsewhere: the
+    dense ``[m, n]`` gradient a masked dense layer gives, without its dense product. The
+    float32 CPU kernel transposes blocks of 64 rows of ``x`` and ``dy`` into a thread's
+    buffer (as :func:`~graphwire._native.ops.csr_linear` does) and adds one 64-long dot
+    product per nonzero and block; other dtypes run :func:`sddmm` on transposed copies.
+
+    Args:
+        x: The layer's input ``[R, n]``.
+        dy: The gradient of its output ``[R, m]``.
+        rowptr: int64 ``[m + 1]`` CSR row pointers.
+        col: int64 ``[nnz]`` column of each nonzero.
+        flat: int64 ``[nnz]`` row-major index ``v * n + u`` of each nonzero.
+
+    Returns:
+        ``[m, n]``, dtype of ``x``.
+
+    Example:
+        >>> import torch
+        >>> from graphwire._native.grads import linear_weight_sampled, mask_pattern
+        >>> x, dy = torch.randn(70, 6), torch.randn(70, 4)
+        >>> mask = torch.rand(4, 6) < 0.5
+        >>> rowptr, col, flat = mask_pattern(mask)[:3]
+        >>> g = linear_weight_sampled(x, dy, rowptr, col, flat)
+        >>> torch.allclose(g, (dy.T @ x) * mask, atol=1e-5)
+        True
+    """
+    eager = type(x) is Tensor and not torch.compiler.is_compiling()
+    op = _linear_weight_sampled if eager else _linear_wgrad_op
+    return op(x, dy, rowptr, col, flat)
+
+
+@_linear_wgrad_op.register_fake
+def _(x: Tensor, dy: Tensor, rowptr: Tensor, col: Tensor, flat: Tensor) -> Tensor:
+    return x.new_empty(dy.shape[1], x.shape[1])
 
 
 def _phases(x: Tensor, geometry: list[int]) -> Tensor:

@@ -690,15 +690,44 @@ _MAX_DENSITY: Mapping[str, float] = MappingProxyType(
 )
 
 
+#: The training kinds' second condition: the dense product's multiply-adds (rows times
+#: entries) at least this, else a layer's fixed costs per call (its layout from the mask,
+#: about 20-70 us, and the autograd glue) eat the gain (``python -m benchmarks
+#: sparse-training``: the first layer of the MLP, 7.5 M, broke even at batch 32).
+_MIN_TRAIN_WORK: Mapping[str, int] = MappingProxyType(
+    {"train_linear": 10_000_000, "train_conv": 10_000_000}
+)
+
+
 def sparse_pays(
-    kind: str, nnz: int, entries: int, device: torch.device, dtype: torch.dtype
+    kind: str,
+    nnz: int,
+    entries: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    rows: int | None = None,
 ) -> bool:
     """The cost model: run a product of ``entries`` with ``nnz`` nonzeros by the sparse kernel?
 
-    ``True`` on a CPU, for float32 / float64, with the native kernels loaded, where the
-    fraction of nonzeros is at most the switch point of ``kind`` (``"block"``,
-    ``"linear"``, ``"pointwise"`` or ``"conv"``).
+    ``True`` on a CPU with the native kernels loaded, where the fraction of nonzeros is
+    at most the switch point of ``kind`` (``"block"``, ``"linear"``, ``"pointwise"``,
+    ``"conv"``; float32 or float64), or for the training kinds (``"train_linear"``,
+    ``"train_conv"``; float32 only) where moreover the dense product of ``rows`` input
+    rows (a convolution: output positions) has at least :data:`_MIN_TRAIN_WORK`
+    multiply-adds.
+
+    Example:
+        >>> import torch
+        >>> from graphwire._native.ops import available, sparse_pays
+        >>> cpu = torch.device("cpu")
+        >>> big = sparse_pays("train_linear", 23_520, 235_200, cpu, torch.float32, rows=128)
+        >>> small = sparse_pays("train_linear", 23_520, 235_200, cpu, torch.float32, rows=4)
+        >>> (big, small) == (available(), False)
+        True
     """
+    training = kind in _MIN_TRAIN_WORK
+    if training and (dtype != torch.float32 or (rows or 0) * entries < _MIN_TRAIN_WORK[kind]):
+        return False
     return (
         device.type == "cpu"
         and dtype in (torch.float32, torch.float64)

@@ -1,6 +1,7 @@
 /* csr_linear: a sparse linear layer on row-major float32 inputs. */
 #include "graphwire.h"
 #include "rows.h"
+#include "grad.h"
 
 /* A sparse linear layer on row-major inputs: y[r, v] = bias[v] + sum over nonzeros (v, u)
    of val * x[r, u] for x [R, n] and y [R, m]. Blocks of BLOCK rows of x are transposed
@@ -27,24 +28,26 @@ static inline void tr8(__m256* r) {  /* r[i][j] -> r[j][i] */
 }
 #endif
 
-/* buf[u * BLOCK + r] = x[r * n + u] for r < rows (<= BLOCK); zeros for rows <= r < BLOCK */
-static void pack_f32(const float* restrict x, int64_t n, int64_t rows, float* restrict buf) {
+/* buf[u * BLOCK + r] = x[r * ld + u] for u < n and r < rows (<= BLOCK); zeros for
+   rows <= r < BLOCK */
+static void pack_f32(const float* restrict x, int64_t ld, int64_t n, int64_t rows,
+                     float* restrict buf) {
   int64_t r = 0;
 #if GW_AVX2
   for (; r + 8 <= rows; r += 8) {
     int64_t u = 0;
     for (; u + 8 <= n; u += 8) {
       __m256 a[8];
-      for (int k = 0; k < 8; ++k) a[k] = _mm256_loadu_ps(x + (r + k) * n + u);
+      for (int k = 0; k < 8; ++k) a[k] = _mm256_loadu_ps(x + (r + k) * ld + u);
       tr8(a);
       for (int k = 0; k < 8; ++k) _mm256_store_ps(buf + (u + k) * BLOCK + r, a[k]);
     }
     for (; u < n; ++u)
-      for (int k = 0; k < 8; ++k) buf[u * BLOCK + r + k] = x[(r + k) * n + u];
+      for (int k = 0; k < 8; ++k) buf[u * BLOCK + r + k] = x[(r + k) * ld + u];
   }
 #endif
   for (; r < rows; ++r)
-    for (int64_t u = 0; u < n; ++u) buf[u * BLOCK + r] = x[r * n + u];
+    for (int64_t u = 0; u < n; ++u) buf[u * BLOCK + r] = x[r * ld + u];
   if (rows < BLOCK)
     for (int64_t u = 0; u < n; ++u) memset(buf + u * BLOCK + rows, 0, (BLOCK - rows) * 4);
 }
@@ -127,10 +130,57 @@ int gw_csr_linear_f32(const float* x, float* y, const int64_t* rowptr, const int
     float* buf = gw_scratch(0, (size_t)(n + (v1 - v0)) * BLOCK * sizeof(float));
     if (!buf) { failed = 1; continue; }
     float* out = buf + n * BLOCK;  /* out[(v - v0) * BLOCK + r] */
-    pack_f32(x + r0 * n, n, rows, buf);
+    pack_f32(x + r0 * n, n, n, rows, buf);
     for (int64_t v = v0; v < v1; ++v)
       LROW_F32(buf, col, val, rowptr[v], rowptr[v + 1], out + (v - v0) * BLOCK);
     unpack_f32(out, bias, m, v0, v1, rows, y + r0 * m);
+  }
+  return failed;
+}
+
+/* The weight gradient of the sparse linear layer at its selected weights, written into
+   a dense gradient: g[flat[e]] = sum over r < R of dy[r, v] * x[r, col[e]] for every
+   nonzero e of row v (g zeroed by the caller, [m, n]; x [R, n], dy [R, m], row-major).
+   The rows v are split between the threads by their nonzeros (each entry one thread's
+   sum in a fixed order: the result does not depend on the thread count); each thread
+   walks blocks of BLOCK rows of x and dy, transposed into its buffer as csr_linear does
+   (x's block whole, dy's for its rows v), and adds one BLOCK-long dot product per nonzero
+   and block, four nonzeros of a row against one load of dy. Returns 1 when out of
+   memory. */
+int gw_linear_wgrad_f32(const float* x, const float* dy, const int64_t* rowptr,
+                        const int64_t* col, const int64_t* flat, float* g, int64_t R,
+                        int64_t n, int64_t m, int threads) {
+  const int64_t nnz = rowptr[m];
+  if (nnz * R < 65536) threads = 1; /* less work than waking a second thread */
+  (void)threads;
+  int failed = 0;
+  GW_OMP(parallel num_threads(threads) reduction(|: failed))
+  {
+    const int64_t t = gw_thread_num(), T = gw_num_threads();
+    const int64_t v0 = gw_rows_from(rowptr, m, nnz * t / T);
+    const int64_t v1 = gw_rows_from(rowptr, m, nnz * (t + 1) / T);
+    const int64_t e0 = rowptr[v0], e1 = rowptr[v1];
+    float* buf = v1 > v0 ? gw_scratch(0, (size_t)(n + (v1 - v0)) * BLOCK * sizeof(float)) : NULL;
+    float* acc = v1 > v0 ? (float*)calloc((size_t)(e1 - e0), sizeof(float)) : NULL;
+    if (v1 > v0 && (!buf || !acc)) failed = 1;
+    for (int64_t r0 = 0; r0 < R && buf && acc; r0 += BLOCK) {
+      const int64_t rows = R - r0 < BLOCK ? R - r0 : BLOCK;
+      float* xb = buf;                 /* xb[u * BLOCK + r] */
+      float* db = buf + n * BLOCK;     /* db[(v - v0) * BLOCK + r] */
+      pack_f32(x + r0 * n, n, n, rows, xb);
+      pack_f32(dy + r0 * m + v0, m, v1 - v0, rows, db);
+      for (int64_t v = v0; v < v1; ++v) {
+        const float* dv = db + (v - v0) * BLOCK;
+        int64_t e = rowptr[v];
+        for (; e + 4 <= rowptr[v + 1]; e += 4)
+          gw_dot4_f32(dv, xb + col[e] * BLOCK, xb + col[e + 1] * BLOCK, xb + col[e + 2] * BLOCK,
+                      xb + col[e + 3] * BLOCK, BLOCK, acc + (e - e0));
+        for (; e < rowptr[v + 1]; ++e) acc[e - e0] += gw_dot_f32(dv, xb + col[e] * BLOCK, BLOCK);
+      }
+    }
+    if (acc)
+      for (int64_t e = e0; e < e1; ++e) g[flat[e]] = acc[e - e0];
+    free(acc);
   }
   return failed;
 }

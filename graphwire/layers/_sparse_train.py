@@ -28,6 +28,7 @@ overrides it.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -38,8 +39,8 @@ from graphwire._native.grads import (
     conv2d_weight_sampled,
     conv_mask_pattern,
     count_selected,
+    linear_weight_sampled,
     mask_pattern,
-    sddmm,
 )
 from graphwire._native.ops import (
     conv_geometry,
@@ -134,7 +135,8 @@ def conv_pattern(
 
 
 def _gathered(weight: Tensor, flat: Tensor) -> Tensor:
-    return weight.detach().reshape(-1)[flat]
+    """The selected weights' values, in the pattern's order."""
+    return weight.detach().reshape(-1).index_select(0, flat)
 
 
 def _scattered(weight: Tensor, flat: Tensor, values: Tensor) -> Tensor:
@@ -167,9 +169,7 @@ class _SparseLinear(torch.autograd.Function):
             if ctx.dense_grad:
                 dw = dy.t() @ x
             else:  # dy.T @ x at the selected weights only
-                dw = _scattered(
-                    weight, p.flat, sddmm(dy.t().contiguous(), x.t().contiguous(), p.rowptr, p.col)
-                )
+                dw = linear_weight_sampled(x, dy, p.rowptr, p.col, p.flat)
         if ctx.needs_input_grad[2]:
             db = dy.sum(0)
         return dx, dw, db, None, None
@@ -321,11 +321,13 @@ def uses_sparse(layer: nn.Module, kind: str, x: Tensor) -> bool:
     Never for a layer without a budget, a rule with its own effective weight, under
     autocast or while ``torch.compile`` traces; with ``layer.kernel == "sparse"`` always
     else; with ``"auto"`` where :func:`~graphwire._native.ops.sparse_pays` says the
-    ``kind`` (``"train_linear"``, ``"train_conv"``) pays for the layer's density on
-    ``x``'s device and dtype (CUDA keeps the dense path).
+    ``kind`` (``"train_linear"``, ``"train_conv"``) pays for the layer's density and the
+    size of its dense product on ``x``'s device and dtype (CUDA keeps the dense path).
     """
     kernel = layer.kernel
-    if kernel == "dense" or layer.shared_budget is None:
+    if kind not in ("train_linear", "train_conv") or kernel == "dense":
+        return False
+    if layer.shared_budget is None:
         return False
     if type(layer.rule).effective_weight is not WiringRule.effective_weight:
         return False
@@ -335,7 +337,14 @@ def uses_sparse(layer: nn.Module, kind: str, x: Tensor) -> bool:
         return False
     if kernel == "sparse":
         return True
-    if x.dtype != torch.float32 or layer.weight.dtype != torch.float32:
+    if x.dtype != layer.weight.dtype:
         return False
+    if kind == "train_linear":
+        rows = x.numel() // max(x.shape[-1], 1)
+    else:  # output positions: the input's, over the stride
+        batch = x.shape[0] if x.dim() == layer.weight.dim() else 1
+        rows = batch * math.prod(
+            s // t for s, t in zip(x.shape[-len(layer.stride) :], layer.stride)
+        )
     nnz = count_selected(layer.edge_mask)
-    return sparse_pays(kind, nnz, layer.weight.numel(), x.device, x.dtype)
+    return sparse_pays(kind, nnz, layer.weight.numel(), x.device, x.dtype, rows)

@@ -75,6 +75,25 @@ class WiredLayer(WiredModule):
     def kernel(self, value: str) -> None:
         self.__dict__["_kernel"] = check_kernel(value)
 
+    def runs_sparse(self, x: Tensor) -> bool:
+        """Whether a call on ``x`` runs by sparse products (the per-layer choice).
+
+        ``False`` for a layer without a sparse path (``WiredConv3d``, a rule with its own
+        effective weight, autocast, ``torch.compile``), with ``kernel="dense"``, or where
+        the cost model says the dense products are faster.
+
+        Example:
+            >>> import torch
+            >>> from graphwire.layers import WiredLinear
+            >>> layer = WiredLinear(8, 4, density=0.25, rule="set")
+            >>> layer.kernel = "sparse"
+            >>> layer.runs_sparse(torch.randn(2, 8))
+            True
+        """
+        return uses_sparse(self, self._sparse_kind, x)
+
+    _sparse_kind = "none"  # the cost model's kind of a subclass with a sparse path
+
     def _init_wiring(
         self,
         rule: str | WiringRule,
@@ -181,6 +200,8 @@ class WiredLinear(WiredLayer, nn.Linear):
         (torch.Size([2, 4]), 8)
     """
 
+    _sparse_kind = "train_linear"
+
     def __init__(
         self,
         in_features: int,
@@ -200,7 +221,7 @@ class WiredLinear(WiredLayer, nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x @ (w * mask).T + b`` for ``x`` of shape ``[..., in_features]``."""
-        if uses_sparse(self, "train_linear", x):
+        if self.runs_sparse(x):
             dense_grad = self.shared_budget.dense_weight_grad()
             return sparse_linear(x, self.weight, self.bias, self.edge_mask, dense_grad)
         return F.linear(x, self.effective_weight(), self.bias)
@@ -208,6 +229,8 @@ class WiredLinear(WiredLayer, nn.Linear):
 
 class _WiredConv(WiredLayer):
     """Shared constructor of the wired convolutions."""
+
+    _sparse_kind = "train_conv"
 
     def _build(self, dense_cls, args, bias, padding_mode, device, dtype, rule, k, density, seed):
         dense_cls.__init__(
@@ -221,7 +244,7 @@ class _WiredConv(WiredLayer):
 
     def forward(self, x: Tensor) -> Tensor:
         """The convolution with the masked kernel, ``[B, C_in, *S] -> [B, C_out, *S']``."""
-        if uses_sparse(self, "train_conv", x):
+        if self.runs_sparse(x):
             dense_grad = self.shared_budget.dense_weight_grad()
             return sparse_conv(self, x, self.edge_mask, dense_grad)
         return self._conv_forward(x, self.effective_weight(), self.bias)

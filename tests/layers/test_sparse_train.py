@@ -246,9 +246,13 @@ def test_rigl_asks_for_the_dense_gradient_on_update_steps_only():
 # ------------------------------------------------------------------- the per-layer choice
 @pytest.mark.skipif(not available(), reason="needs the compiled kernels")
 def test_auto_picks_sparse_where_the_cost_model_says_it_pays():
-    x = torch.randn(64, 400)
+    x = torch.randn(128, 400)
     sparse = WiredLinear(400, 300, density=0.1, seed=0, rule="set")
-    assert uses_sparse(sparse, "train_linear", x)
+    assert uses_sparse(sparse, "train_linear", x) and sparse.runs_sparse(x)
+    assert not sparse.runs_sparse(x[:4])  # too little work: the layout costs more
+    conv = WiredConv2d(16, 16, 3, padding=1, density=0.1, seed=0, rule="set")
+    assert conv.runs_sparse(torch.randn(32, 16, 32, 32))
+    assert not conv.runs_sparse(torch.randn(1, 16, 8, 8))
     dense = WiredLinear(400, 300, density=0.9, seed=0, rule="set")
     assert not uses_sparse(dense, "train_linear", x)
     assert not uses_sparse(sparse.double(), "train_linear", x.double())  # no float64 kernels

@@ -5,17 +5,25 @@ for the 8 x 8 digits is trained three ways with the same loop
 (:class:`graphwire.Trainer`): dense; sparse with DNW (``sparsify``: every conv
 and linear layer keeps a fraction of its weights, re-chosen every step); and sparse with a
 fixed random mask at the same density. ``graphwire.count`` reports the live parameters and
-multiply-adds of each.
+multiply-adds of each. :func:`step_times` then times one training step of the MLP
+784-300-100-10 three ways: dense, masked (every wired layer on dense products) and sparse
+(the default: sparse products where the cost model says they pay).
 """
 
 from __future__ import annotations
 
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 import graphwire
-from graphwire import OptimizerConfig, ScheduleConfig, TrainConfig, Trainer
-from graphwire.layers import sparsify
+from graphwire import DNWOptimizer, OptimizerConfig, ScheduleConfig, TrainConfig, Trainer
+from graphwire.layers import WiredConv2d, WiredLinear, sparsify
 from graphwire.training import load_dataset
+from graphwire.wiring import SET, RigL
 
 
 def existing_network(width: int = 32) -> nn.Module:
@@ -89,5 +97,73 @@ def main(
     return results
 
 
+def mlp(sizes: tuple[int, ...] = (784, 300, 100, 10)) -> nn.Module:
+    """The classic sparse-training benchmark: linear layers with ReLUs between."""
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def step_times(
+    sizes: tuple[int, ...] = (784, 300, 100, 10),
+    batch: int = 128,
+    density: float = 0.1,
+    steps: int = 30,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Median milliseconds of one training step: ``{rule: {method: ms}}``.
+
+    ``dense``: the MLP without masks and plain SGD; ``masked``: the wired MLP with every
+    layer on dense products (``kernel="dense"``, the weight times its mask); ``sparse``:
+    the same wired MLP as built (``kernel="auto"``). RigL and SET never update here
+    (``delta_t`` past the run): their regular steps, which are all but one in a hundred.
+    """
+    torch.manual_seed(seed)
+    x, y = torch.randn(batch, sizes[0]), torch.randint(0, sizes[-1], (batch,))
+    rules = {
+        "rigl": lambda: RigL(delta_t=10**9),
+        "set": lambda: SET(delta_t=10**9, seed=seed),
+        "dnw": lambda: "dnw",
+    }
+    results: dict[str, dict[str, float]] = {}
+    for name, rule in rules.items():
+        dense = mlp(sizes)
+        models = {"dense": dense}
+        for method in ("masked", "sparse"):
+            models[method] = sparsify(dense, rule=rule(), density=density, seed=seed)
+            for layer in models[method].modules():
+                if isinstance(layer, (WiredLinear, WiredConv2d)) and method == "masked":
+                    layer.kernel = "dense"  # the masked dense step
+        steps_of = {}
+        for method, model in models.items():
+            base = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            opt = base if method == "dense" else DNWOptimizer(model, base)
+
+            def step(model=model, opt=opt) -> None:
+                opt.zero_grad()
+                F.cross_entropy(model(x), y).backward()
+                opt.step()
+
+            steps_of[method] = step
+        times: dict[str, list[float]] = {m: [] for m in steps_of}
+        for _ in range(steps):  # interleaved: every method sees the same machine state
+            for method, step in steps_of.items():
+                start = time.perf_counter()
+                step()
+                times[method].append(time.perf_counter() - start)
+        results[name] = {m: 1e3 * statistics.median(t[1:]) for m, t in times.items()}
+        # the cost model's choice per layer, for inputs of this batch (shape and dtype only)
+        wired = [m for m in models["sparse"].modules() if isinstance(m, WiredLinear)]
+        sparse_layers = [m.runs_sparse(torch.empty(batch, m.in_features)) for m in wired]
+        print(
+            f"{name:>5}: "
+            + ", ".join(f"{m} {ms:.2f} ms" for m, ms in results[name].items())
+            + f"; layers on sparse products: {sum(sparse_layers)} of {len(sparse_layers)}"
+        )
+    return results
+
+
 if __name__ == "__main__":
     main()
+    step_times()

@@ -676,16 +676,17 @@ class SparseConvCall:
 #: Xeon, convolutions on a shared AVX2 machine; see ``docs/concepts/freeze.md``).
 #: ``"train_linear"`` / ``"train_conv"``: a wired layer's training step by sparse
 #: products (forward, input gradient, sampled weight gradient) against the masked dense
-#: step (``python -m benchmarks sparse-training``). On GPUs dense products (cuBLAS,
-#: cuDNN) are always chosen.
+#: step (``python -m benchmarks sparse-training``, 2-core AMD EPYC: the sparse step won
+#: at 10% and broke even or lost at 20%). On GPUs dense products (cuBLAS, cuDNN) are
+#: always chosen.
 _MAX_DENSITY: Mapping[str, float] = MappingProxyType(
     {
         "block": 0.25,
         "linear": 0.2,
         "pointwise": 0.25,
         "conv": 0.15,
-        "train_linear": 0.3,
-        "train_conv": 0.3,
+        "train_linear": 0.15,
+        "train_conv": 0.15,
     }
 )
 

@@ -114,6 +114,14 @@ def test_sparse_training(capsys):
     assert "WiredConv2d" in capsys.readouterr().out
 
 
+def test_sparse_training_step_times(capsys):
+    times = load("sparse_training").step_times(sizes=(64, 32, 10), batch=8, steps=3)
+    assert set(times) == {"rigl", "set", "dnw"}
+    assert all(set(t) == {"dense", "masked", "sparse"} for t in times.values())
+    assert all(ms > 0 for t in times.values() for ms in t.values())
+    assert "layers on sparse products: 0 of 2" in capsys.readouterr().out  # too small to pay
+
+
 def test_multiprocess_single_process():
     out = load("multiprocess").main(**TINY["multiprocess"])
     assert out["world_size"] == 1 and len(out["mask_digest"]) == 16

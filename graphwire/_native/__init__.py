@@ -64,7 +64,15 @@ from torch import Tensor
 
 from graphwire.errors import ConfigError
 
-__all__ = ["ENV_VAR", "VARIANTS", "load", "loaded_variant", "replace_counting", "runnable"]
+__all__ = [
+    "ENV_VAR",
+    "VARIANTS",
+    "load",
+    "loaded_variant",
+    "replace_counting",
+    "runnable",
+    "zero_unselected",
+]
 
 #: The ISA variants, from the most portable to the fastest.
 VARIANTS = ("scalar", "avx2", "avx512")
@@ -117,9 +125,10 @@ _SIGNATURES: dict[str, tuple[type | None, list[type]]] = {
     "gw_linear_wgrad_f32": (_INT, [_P] * 6 + [_I64] * 3 + [_INT]),
     "gw_topk_mask_f32": (_INT, [_P, _I64, _I64, _INT, _P, _INT]),
     "gw_replace_counting": (None, [_P, _P, _I64, _P, _INT]),
-    "gw_mask_pattern": (_I64, [_P, _I64, _I64, _I64] + [_P] * 6),
+    "gw_mask_pattern": (_I64, [_P, _I64, _I64, _I64] + [_P] * 6 + [_INT]),
     "gw_conv_pattern": (_I64, [_P, _P, _I64] + [_P] * 10),
     "gw_count_set": (_I64, [_P, _I64]),
+    "gw_zero_unselected_f32": (None, [_P, _P, _I64, _INT]),
 }
 
 
@@ -358,3 +367,29 @@ def replace_counting(dst: Tensor, src: Tensor) -> tuple[int, int]:
         dst.data_ptr(), src.data_ptr(), dst.numel(), counts.data_ptr(), torch.get_num_threads()
     )
     return int(counts[0]), int(counts[1])
+
+
+def zero_unselected(grad: Tensor, mask: Tensor) -> None:
+    """Zero ``grad`` in place where the boolean ``mask`` (of its shape) is not set.
+
+    One pass on a CPU with the native kernel for float32 (no float copy of the mask);
+    ``grad.mul_(mask)`` otherwise. (Where the kernel runs, an unselected inf or NaN
+    gradient becomes 0, not NaN.)
+
+    Example:
+        >>> import torch
+        >>> from graphwire._native import zero_unselected
+        >>> g = torch.tensor([1.0, 2.0, 3.0])
+        >>> zero_unselected(g, torch.tensor([True, False, True])); g.tolist()
+        [1.0, 0.0, 3.0]
+    """
+    lib = None
+    usable = grad.dtype == torch.float32 and mask.dtype == torch.bool and grad.is_cpu
+    if usable and mask.device == grad.device and grad.numel() >= 1 << 14:
+        lib = load()
+    if lib is None or not (grad.is_contiguous() and mask.is_contiguous()):
+        grad.mul_(mask)
+        return
+    lib.gw_zero_unselected_f32(
+        grad.data_ptr(), mask.data_ptr(), grad.numel(), torch.get_num_threads()
+    )

@@ -74,8 +74,9 @@ def mask_pattern(mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, 
     ``(rowptr, col, flat, rowptr_t, col_t, flat_t)``: ``rowptr`` ``[rows + 1]`` and
     ``col`` the CSR pattern, ``flat`` the row-major index ``row * cols + col`` of each
     entry; ``rowptr_t`` ``[cols + 1]``, ``col_t`` (the row) and ``flat_t`` the same
-    entries by column (rows ascending within a column). One pass of the native kernel
-    over the mask's bytes (32 at a time with AVX2), or torch's ``nonzero`` without it.
+    entries by column (rows ascending within a column). The native kernel walks the
+    mask's bytes (64 at a time with AVX2) in blocks of rows per thread; torch's
+    ``nonzero`` without it.
 
     Example:
         >>> import torch
@@ -99,6 +100,7 @@ def mask_pattern(mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, 
         cols,
         nnz,
         *(t.data_ptr() for t in (rowptr, col, flat, rowptr_t, col_t, flat_t)),
+        torch.get_num_threads(),
     )
     if found != nnz:
         return _torch_mask_pattern(mask)

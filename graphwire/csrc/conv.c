@@ -260,9 +260,10 @@ int gw_sparse_conv_f32(const float* x, float* y, const int64_t* rowptr, const in
    sparse_conv2d does) and dy widened to cols_q columns (zeros past Wo) in its scratch
    memory, and each nonzero is one contiguous dot product of Ho * cols_q terms (the zero
    columns cancel the wide rows' extra terms), four nonzeros at a time against one load
-   of dy. Each thread sums into its own copy of out, added in thread order: for a given
-   thread count the result is always the same. Returns 2 where a shift reads past the
-   phases, 1 when out of memory. */
+   of dy, kept in 8 lanes per nonzero across the thread's images (the lanes are added
+   once at the end: small images make short products). Each thread sums into its own
+   copy of out, added in thread order: for a given thread count the result is always the
+   same. Returns 2 where a shift reads past the phases, 1 when out of memory. */
 int gw_conv_wgrad_f32(const float* x, const float* dy, const int64_t* rowptr,
                       const int64_t* col, const int64_t* srow, const int64_t* scol,
                       float* out, const int64_t* sz, int threads) {
@@ -277,12 +278,16 @@ int gw_conv_wgrad_f32(const float* x, const float* dy, const int64_t* rowptr,
   if (G < threads) threads = G > 0 ? (int)G : 1;
   if (nnz * L * G < 65536) threads = 1;
   float* parts = (float*)calloc((size_t)(threads * (nnz > 0 ? nnz : 1)), sizeof(float));
-  if (!parts) return 1;
+  /* lanes: 8 per nonzero (and 24 spare for the last group of fewer than four) per thread */
+  const int64_t per = 8 * nnz + 32;
+  float* lanes = (float*)calloc((size_t)(threads * per), sizeof(float));
+  if (!parts || !lanes) { free(parts); free(lanes); return 1; }
   int failed = 0;
   GW_OMP(parallel num_threads(threads) reduction(|: failed))
   {
     const int64_t t = gw_thread_num(), T = gw_num_threads();
     float* acc = parts + t * nnz;
+    float* lane = lanes + t * per;
     float* xq = gw_scratch(1, (size_t)(n * Pin) * sizeof(float));
     float* dyw = gw_scratch(2, (size_t)(m * L) * sizeof(float));
     if (!xq || !dyw) failed = 1;
@@ -302,10 +307,14 @@ int gw_conv_wgrad_f32(const float* x, const float* dy, const int64_t* rowptr,
         int64_t e = rowptr[v];
 #define GW_SRC(k) (xq + col[e + (k)] * Pin + srow[e + (k)] * cols_q + scol[e + (k)])
         for (; e + 4 <= rowptr[v + 1]; e += 4)
-          gw_dot4_f32(wv, GW_SRC(0), GW_SRC(1), GW_SRC(2), GW_SRC(3), L, acc + e);
+          gw_dot4_lanes_f32(wv, GW_SRC(0), GW_SRC(1), GW_SRC(2), GW_SRC(3), L, lane + 8 * e);
         for (; e < rowptr[v + 1]; ++e) acc[e] += gw_dot_f32(wv, GW_SRC(0), L);
 #undef GW_SRC
       }
+    }
+    for (int64_t e = 0; e < nnz; ++e) {  /* the lanes, added in a fixed order */
+      const float* l = lane + 8 * e;
+      acc[e] += ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
     }
   }
   for (int64_t e = 0; e < nnz; ++e) {
@@ -314,5 +323,6 @@ int gw_conv_wgrad_f32(const float* x, const float* dy, const int64_t* rowptr,
     out[e] = s;
   }
   free(parts);
+  free(lanes);
   return failed;
 }

@@ -64,6 +64,33 @@ static inline double gw_dot_f64(const double* restrict a, const double* restrict
   return s;
 }
 
+/* acc[8 * j : 8 * j + 8] += the lane sums of a[p] * bj[p] for four vectors b0..b3 (the
+   same products as gw_dot4_f32, left in 8 lanes: a caller summing many short products
+   into one entry adds lanes once at the end instead of once per product). Without AVX2
+   every product goes to lane 0. */
+static inline void gw_dot4_lanes_f32(const float* restrict a, const float* restrict b0,
+                                     const float* restrict b1, const float* restrict b2,
+                                     const float* restrict b3, int64_t L,
+                                     float* restrict acc) {
+  int64_t p = 0;
+#if GW_AVX2
+  __m256 c0 = _mm256_loadu_ps(acc), c1 = _mm256_loadu_ps(acc + 8);
+  __m256 c2 = _mm256_loadu_ps(acc + 16), c3 = _mm256_loadu_ps(acc + 24);
+  for (; p + 8 <= L; p += 8) {
+    const __m256 av = _mm256_loadu_ps(a + p);
+    c0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b0 + p), c0);
+    c1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b1 + p), c1);
+    c2 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b2 + p), c2);
+    c3 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b3 + p), c3);
+  }
+  _mm256_storeu_ps(acc, c0), _mm256_storeu_ps(acc + 8, c1);
+  _mm256_storeu_ps(acc + 16, c2), _mm256_storeu_ps(acc + 24, c3);
+#endif
+  float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+  for (; p < L; ++p) t0 += a[p] * b0[p], t1 += a[p] * b1[p], t2 += a[p] * b2[p], t3 += a[p] * b3[p];
+  acc[0] += t0, acc[8] += t1, acc[16] += t2, acc[24] += t3;
+}
+
 /* The first row v of a CSR pattern with rowptr[v] >= target (rows when none): the rows
    of a thread whose share of the nonzeros starts at target. */
 static inline int64_t gw_rows_from(const int64_t* rowptr, int64_t rows, int64_t target) {

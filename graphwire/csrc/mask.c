@@ -41,43 +41,80 @@ static int64_t set_bytes(const uint8_t* m, int64_t n, int64_t* out) {
   return k;
 }
 
+/* The set bytes of m[0:n] (bytes 0 or 1): 64 at a time with AVX2 (bit masks' popcount). */
+static int64_t count_bytes(const uint8_t* m, int64_t n) {
+  int64_t k = 0, c = 0;
+#if GW_AVX2
+  const __m256i zero = _mm256_setzero_si256();
+  for (; c + 32 <= n; c += 32) {
+    const __m256i v = _mm256_loadu_si256((const __m256i*)(m + c));
+    k += __builtin_popcount((uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(v, zero)));
+  }
+#endif
+  for (; c < n; ++c) k += m[c] != 0;
+  return k;
+}
+
 /* The CSR pattern of a boolean [rows, cols] matrix (bytes 0 or 1), by row and by column,
    for sparse training (graphwire._native.grads.mask_pattern). By row: rowptr [rows + 1],
    col [nnz] and flat [nnz] (the row-major index row * cols + col). By column: rowptr_t
-   [cols + 1], col_t [nnz] (the row) and flat_t [nnz]: a count per column, then one pass
-   in row-major order that appends to each column's bin, so every bin holds ascending
-   rows. nnz is the caller's count of set bytes (every array holds nnz); returns the
-   count found, or -1 when out of memory: a different count means the mask changed, and
-   the arrays are then incomplete. */
+   [cols + 1], col_t [nnz] (the row) and flat_t [nnz], rows ascending within a column.
+   The threads take blocks of rows: each counts its rows' bytes, then writes its rows'
+   entries and counts them per column, then places them in the columns after the entries
+   of the threads before it, so the result does not depend on the thread count. nnz is
+   the caller's count of set bytes (every array holds nnz); returns the count found, or
+   -1 when out of memory: a different count means the mask changed, and then the arrays
+   are incomplete. */
 int64_t gw_mask_pattern(const uint8_t* mask, int64_t rows, int64_t cols, int64_t nnz,
                         int64_t* rowptr, int64_t* col, int64_t* flat, int64_t* rowptr_t,
-                        int64_t* col_t, int64_t* flat_t) {
-  int64_t* at = (int64_t*)malloc((size_t)(cols + 1) * sizeof(int64_t));
-  if (!at) return -1;
-  int64_t e = 0;
-  for (int64_t c = 0; c <= cols; ++c) rowptr_t[c] = 0;
+                        int64_t* col_t, int64_t* flat_t, int threads) {
+  if (rows * cols < (1 << 16)) threads = 1;
+  int64_t* per = (int64_t*)calloc((size_t)(threads * (cols + 1)), sizeof(int64_t));
+  if (!per) return -1;
   rowptr[0] = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t k = set_bytes(mask + r * cols, cols, at);
-    if (e + k > nnz) { free(at); return e + k; }
-    for (int64_t q = 0; q < k; ++q) {
-      col[e + q] = at[q], flat[e + q] = r * cols + at[q];
-      ++rowptr_t[at[q] + 1];
+  GW_OMP(parallel for num_threads(threads) schedule(static))
+  for (int64_t r = 0; r < rows; ++r) rowptr[r + 1] = count_bytes(mask + r * cols, cols);
+  for (int64_t r = 0; r < rows; ++r) rowptr[r + 1] += rowptr[r];
+  if (rowptr[rows] != nnz) { free(per); return rowptr[rows]; }
+  int failed = 0;
+  GW_OMP(parallel num_threads(threads) reduction(|: failed))
+  {
+    const int64_t t = gw_thread_num(), T = gw_num_threads();
+    const int64_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
+    int64_t* mine = per + t * (cols + 1);  /* this thread's entries per column */
+    int64_t* at = (int64_t*)malloc((size_t)(cols > 0 ? cols : 1) * sizeof(int64_t));
+    if (!at) failed = 1;
+    for (int64_t r = r0; r < r1 && at; ++r) {
+      const int64_t e = rowptr[r], k = set_bytes(mask + r * cols, cols, at);
+      for (int64_t q = 0; q < k; ++q) {
+        col[e + q] = at[q], flat[e + q] = r * cols + at[q];
+        ++mine[at[q]];
+      }
     }
-    e += k;
-    rowptr[r + 1] = e;
+    GW_OMP(barrier)
+    GW_OMP(single)
+    {  /* column pointers, and each thread's first slot in every column */
+      rowptr_t[0] = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        int64_t slot = rowptr_t[c];
+        for (int64_t u = 0; u < T; ++u) {
+          const int64_t n = per[u * (cols + 1) + c];
+          per[u * (cols + 1) + c] = slot;
+          slot += n;
+        }
+        rowptr_t[c + 1] = slot;
+      }
+    }
+    for (int64_t r = r0; r < r1 && at; ++r)
+      for (int64_t q = rowptr[r]; q < rowptr[r + 1]; ++q) {
+        const int64_t slot = mine[col[q]]++;
+        col_t[slot] = r;
+        flat_t[slot] = flat[q];
+      }
+    free(at);
   }
-  if (e != nnz) { free(at); return e; }
-  for (int64_t c = 0; c < cols; ++c) rowptr_t[c + 1] += rowptr_t[c];
-  memcpy(at, rowptr_t, (size_t)cols * sizeof(int64_t));  /* the next free slot per column */
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t q = rowptr[r]; q < rowptr[r + 1]; ++q) {
-      const int64_t slot = at[col[q]]++;
-      col_t[slot] = r;
-      flat_t[slot] = flat[q];
-    }
-  free(at);
-  return nnz;
+  free(per);
+  return failed ? -1 : nnz;
 }
 
 /* Both layouts of sparse_conv2d for a convolution's boolean mask [O, pg, kh, kw] (pg
@@ -138,17 +175,14 @@ int64_t gw_conv_pattern(const uint8_t* mask, const int64_t* sz, int64_t nnz, int
   return nnz;
 }
 
-/* The set bytes of m[0:n] (bytes 0 or 1): 32 at a time with AVX2 (a bit mask's
-   popcount), else their sum. */
-int64_t gw_count_set(const uint8_t* m, int64_t n) {
-  int64_t k = 0, c = 0;
-#if GW_AVX2
-  for (; c + 32 <= n; c += 32) {
-    const __m256i v = _mm256_loadu_si256((const __m256i*)(m + c));
-    k += __builtin_popcount(
-        (uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(v, _mm256_setzero_si256())));
-  }
-#endif
-  for (; c < n; ++c) k += m[c] != 0;
-  return k;
+/* The set bytes of m[0:n] (bytes 0 or 1): graphwire._native.grads.count_selected. */
+int64_t gw_count_set(const uint8_t* m, int64_t n) { return count_bytes(m, n); }
+
+/* g[i] = 0 where mask[i] is 0 (bytes 0 or 1), float32, in place: the gradients of the
+   unselected weights zeroed before an optimizer step, without the float copy of the mask
+   that multiplying by it makes. Threads split the range. */
+void gw_zero_unselected_f32(float* g, const uint8_t* mask, int64_t n, int threads) {
+  (void)threads;  /* used by the OpenMP pragma only (unused when serial) */
+  GW_OMP(parallel for num_threads(threads) schedule(static))
+  for (int64_t i = 0; i < n; ++i) g[i] = mask[i] ? g[i] : 0.0f;
 }

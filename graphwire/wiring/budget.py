@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from graphwire._native import zero_unselected
 from graphwire.errors import ConfigError
 from graphwire.wiring._rules import make_rule
 from graphwire.wiring._rules.base import WiringRule, replace_mask
@@ -198,7 +199,7 @@ class SharedBudget:
                 continue
             if l1:
                 grad.add_(torch.sign(m.weight), alpha=l1)
-            grad.mul_(m.edge_mask)
+            zero_unselected(grad, m.edge_mask)
 
     @torch.no_grad()
     def reset_edges(self, where: Tensor, optimizer: Optimizer | None = None) -> None:

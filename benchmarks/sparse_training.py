@@ -25,11 +25,12 @@ weight decay, the rule's hooks) of three methods:
 The targets are checked against the strongest baseline, the faster of the two masked
 steps.
 
-Times are medians over interleaved segments of a few steps (each method in turn, the
-order rotating). RigL and SET are timed twice: on their regular steps (no mask update)
-and on update steps (``delta_t=1``), and the step *averaged over a run* with the paper's
-``delta_t=100`` is ``(99 * regular + update) / 100``; the targets are checked on that
-average. DNW has one kind of step.
+Times are medians over interleaved segments of steps (each method in turn, the order
+rotating; 4 steps of the ResNet, 8 of the small CNN, 30 of the MLP, so that the first,
+cold step after a switch weighs alike). RigL and SET are timed twice: on their regular
+steps (no mask update) and on update steps (``delta_t=1``), and the step *averaged over a
+run* with the paper's ``delta_t=100`` is ``(99 * regular + update) / 100``; the targets
+are checked on that average. DNW has one kind of step.
 
 Networks: the CIFAR ResNet-20 (``models.resnet_cifar``, 32 x 32), a small CNN (three 3 x 3
 convolutions of 32, 64 and 128 channels with max pooling, then a linear classifier, on
@@ -91,6 +92,7 @@ class Net:
     name: str
     build: Callable[[], nn.Module]
     example: tuple[int, ...]
+    steps: int = 4  # steps per timed segment: short steps run longer segments
 
 
 def small_cnn(width: int = 32, classes: int = 10) -> nn.Module:
@@ -129,8 +131,8 @@ def networks(smoke: bool) -> list[Net]:
         ]
     return [
         Net("resnet_cifar", lambda: resnet_cifar(sparse=False), (3, 32, 32)),
-        Net("small_cnn", small_cnn, (3, 32, 32)),
-        Net("mlp", mlp, (784,)),
+        Net("small_cnn", small_cnn, (3, 32, 32), steps=8),
+        Net("mlp", mlp, (784,), steps=30),
     ]
 
 
@@ -319,7 +321,8 @@ def run_config(net: Net, rule: str, density: float, batch: int, args, rate: floa
     for kind, delta_t in kinds.items():
         methods = build(net, rule, density, delta_t)
         fns = {m: step_fn(m, model, opt, x, y) for m, (model, opt) in methods.items()}
-        repeats, steps = (args.repeats, args.steps) if kind == "regular" else (args.repeats, 1)
+        segment = args.steps or (1 if args.smoke else net.steps)
+        repeats, steps = (args.repeats, segment) if kind == "regular" else (args.repeats, 1)
         times[kind] = interleaved(fns, repeats, steps)
         if kind == "regular":
             share = sparse_share(methods["sparse"][0], x)
@@ -415,6 +418,7 @@ def write_markdown(path: Path, result: dict) -> None:
         + (" Smoke run: tiny networks, the numbers mean nothing." if result["smoke"] else ""),
         "",
         f"Medians of {result['repeats']} interleaved segments of {result['steps']} steps "
+        "(per network) "
         "(update steps: segments of one). `regular`: a step without a mask update; "
         "`update`: a RigL / SET update step; `average`: the run average at "
         f"delta_t={DELTA_T}. Speed-ups: the average of the masked dense step (rigl-torch's "
@@ -492,7 +496,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--densities", nargs="*", type=float, default=None)
     parser.add_argument("--batches", nargs="*", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None, help="timed segments per method")
-    parser.add_argument("--steps", type=int, default=None, help="steps per timed segment")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="steps per timed segment (default per network)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--no-plots", action="store_true", help="skip the plot")
     parser.add_argument(
@@ -509,7 +515,6 @@ def run(args: argparse.Namespace) -> int:
     args.densities = args.densities or ([0.1] if args.smoke else list(DENSITIES))
     args.batches = args.batches or ([4] if args.smoke else list(BATCHES))
     args.repeats = args.repeats or (1 if args.smoke else 5)
-    args.steps = args.steps or (1 if args.smoke else 4)
     rules = args.rules or list(RULES)
     chosen = [n for n in networks(args.smoke) if not args.models or n.name in args.models]
     if not chosen:
@@ -521,7 +526,7 @@ def run(args: argparse.Namespace) -> int:
         "matmul_macs_per_s": matmul_rate(device),
         "smoke": args.smoke,
         "repeats": args.repeats,
-        "steps": args.steps,
+        "steps": args.steps or {n.name: n.steps for n in chosen},
         "no_plots": args.no_plots,
         "rows": [],
     }

@@ -20,7 +20,9 @@ weight decay, the rule's hooks) of three methods:
    top-k is faster than ``torch.topk`` per layer);
 4. ``sparse``: the network after :func:`graphwire.layers.sparsify` with the same rule
    and masks, trained by :class:`graphwire.DNWOptimizer` as a user would; its wired
-   layers pick sparse products where the cost model says they pay (``kernel="auto"``).
+   layers pick sparse products where the cost model says they pay (``kernel="auto"``);
+5. ``sparse_forced``: the same with every wired layer on sparse products
+   (``kernel="sparse"``), to show what the cost model turned down.
 
 The targets are checked against the strongest baseline, the faster of the two masked
 steps.
@@ -82,7 +84,7 @@ TARGETS = {("resnet_cifar", "rigl"): 2.0, ("resnet_cifar", "set"): 2.0, ("mlp", 
 TARGETS |= {("mlp", "set"): 2.0, **{(n, "dnw"): 1.3 for n in ("resnet_cifar", "mlp")}}
 LR = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
 #: The methods timed, in the rows' order.
-METHODS = ("dense", "masked", "masked_graphwire", "sparse")
+METHODS = ("dense", "masked", "masked_graphwire", "sparse", "sparse_forced")
 
 
 @dataclass(frozen=True)
@@ -266,14 +268,16 @@ def build(net: Net, rule: str, density: float, delta_t: int):
     masked = MaskedDense(copy.deepcopy(dense), masks, rule, delta_t)
     plain = copy.deepcopy(dense)
     graphwire_dense = copy.deepcopy(sparse)  # the same wired layers on dense products
-    for m in graphwire_dense.modules():
-        if hasattr(m, "kernel"):
-            m.kernel = "dense"
+    forced = copy.deepcopy(sparse)  # ... and on sparse products wherever they run
+    for dense_copy, forced_copy in zip(graphwire_dense.modules(), forced.modules()):
+        if hasattr(dense_copy, "kernel"):
+            dense_copy.kernel, forced_copy.kernel = "dense", "sparse"
     return {
         "dense": (plain, torch.optim.SGD(plain.parameters(), **LR)),
         "masked": (masked, None),
         "masked_graphwire": (graphwire_dense, gw_optimizer(graphwire_dense)),
         "sparse": (sparse, gw_optimizer(sparse)),
+        "sparse_forced": (forced, gw_optimizer(forced)),
     }
 
 
@@ -356,7 +360,7 @@ def run_config(net: Net, rule: str, density: float, batch: int, args, rate: floa
                 "sparse_layers": share if method == "sparse" else None,
             }
         )
-    masked = rows[1]["average_ms"]
+    masked = rows[1]["average_ms"]  # rows follow METHODS
     strongest = min(rows[1]["average_ms"], rows[2]["average_ms"])
     for r in rows:
         r["speedup_vs_masked"] = masked / r["average_ms"]
@@ -445,35 +449,47 @@ def write_markdown(path: Path, result: dict) -> None:
 
 
 def plot(path: Path, rows: list[dict]) -> None:
-    """Step time (run average) against density: a panel per network and batch."""
+    """Step time (run average) against density, a line per method.
+
+    A row of panels per rule, a column per network and batch (``dense`` has no mask: one
+    level).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = list(dict.fromkeys((r["network"], r["batch"]) for r in rows))
+    rules = list(dict.fromkeys(r["rule"] for r in rows))
+    columns = list(dict.fromkeys((r["network"], r["batch"]) for r in rows))
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False, sharey=False
+        len(rules), len(columns), figsize=(3.0 * len(columns), 2.6 * len(rules)), squeeze=False
     )
-    styles = {"masked": "--", "masked_graphwire": ":", "sparse": "-"}
-    for ax, (name, batch) in zip(axes[0], panels):
-        sub = [r for r in rows if (r["network"], r["batch"]) == (name, batch)]
-        for rule in dict.fromkeys(r["rule"] for r in sub):
-            for method in styles:
-                pts = sorted(
-                    (r["density"], r["average_ms"])
-                    for r in sub
-                    if r["rule"] == rule and r["method"] == method
-                )
-                ax.plot(*zip(*pts), styles[method], marker="o", label=f"{rule} {method}")
-        dense = [r["average_ms"] for r in sub if r["method"] == "dense"]
-        ax.axhline(statistics.median(dense), color="k", linestyle=":", label="dense")
-        ax.set(title=f"{name}, batch {batch}", xlabel="density", ylabel="ms per step")
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    styles = {
+        "dense": "k:",
+        "masked": "C0--",
+        "masked_graphwire": "C1--",
+        "sparse": "C2-",
+        "sparse_forced": "C3:",
+    }
+    for i, rule in enumerate(rules):
+        for j, (name, batch) in enumerate(columns):
+            ax = axes[i][j]
+            sub = [r for r in rows if (r["rule"], r["network"], r["batch"]) == (rule, name, batch)]
+            for method, style in styles.items():
+                pts = sorted((r["density"], r["average_ms"]) for r in sub if r["method"] == method)
+                if pts:
+                    ax.plot(*zip(*pts), style, marker="o", markersize=3, label=method)
+            ax.set_title(f"{name}, batch {batch}, {rule}", fontsize=8)
+            ax.set_ylim(bottom=0)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+            if i == len(rules) - 1:
+                ax.set_xlabel("density", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("ms per step", fontsize=8)
+    axes[0][0].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -536,7 +552,7 @@ def run(args: argparse.Namespace) -> int:
                 for batch in args.batches:
                     rows = run_config(net, rule, density, batch, args, result["matmul_macs_per_s"])
                     result["rows"] += rows
-                    s = rows[-1]
+                    s = rows[3]
                     print(
                         f"{net.name} {rule} {density:.0%} b{batch}: masked "
                         f"{rows[1]['average_ms']:.2f} ms, graphwire masked "

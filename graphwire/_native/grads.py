@@ -1,14 +1,18 @@
-"""Sampled weight gradients: the gradient of a sparse layer at its selected weights only.
+"""Sparse training's kernels: layouts from a mask and gradients at the selected weights.
 
 A sparse training step needs the weight gradient only where a weight is selected: a
 *sampled* dense-dense product (SDDMM), a dot product per selected weight instead of the
-whole dense gradient. :func:`sddmm` is the one of a linear layer
-(``graphwire::sddmm``), :func:`conv2d_weight_sampled` the one of a convolution
-(``graphwire::conv2d_weight_sampled``), on the layout of
-:func:`~graphwire._native.ops.sparse_conv2d`. Both are ``torch.library`` custom
-operators with shape-only fake implementations and torch fallbacks (other dtypes,
-devices, or no compiled kernel), and compute each entry in one fixed order, so their
-results do not depend on the thread count.
+whole dense gradient. :func:`linear_weight_sampled` is the one of a linear layer
+(``graphwire::linear_weight_sampled``; :func:`sddmm`, ``graphwire::sddmm``, on
+transposed operands for other dtypes), :func:`conv2d_weight_sampled` the one of a
+convolution (``graphwire::conv2d_weight_sampled``), on the layout of
+:func:`~graphwire._native.ops.sparse_conv2d`. They are ``torch.library`` custom operators
+with shape-only fake implementations and torch fallbacks (other dtypes, devices, or no
+compiled kernel), and compute each entry in one fixed order for a given thread count.
+
+The layouts are built from the mask at every step, natively: :func:`count_selected`,
+:func:`mask_pattern` (a linear weight's CSR pattern by row and by column) and
+:func:`conv_mask_pattern` (a convolution's forward and input-gradient layouts).
 """
 
 from __future__ import annotations

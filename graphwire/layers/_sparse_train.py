@@ -11,7 +11,7 @@ a fixed mask, pruning) runs three sparse products instead:
 - the input gradient, the transposed sparse product (the same kernels on the transposed
   pattern: for a convolution, the flipped kernel over the output gradient, with zeros
   between its rows and columns for a stride);
-- the weight gradient at the selected weights only (``graphwire::sddmm``,
+- the weight gradient at the selected weights only (``graphwire::linear_weight_sampled``,
   ``graphwire::conv2d_weight_sampled``); the gradient of every other weight is zero.
 
 A rule that needs the dense gradient (DNW every step, RigL on an update step) keeps the
@@ -22,8 +22,8 @@ the mask at every call: nothing is kept between calls.
 Which layers run sparse is the cost model's choice
 (:func:`~graphwire._native.ops.sparse_pays`, kinds ``"train_linear"`` and
 ``"train_conv"``): float32 on a CPU with the compiled kernels, at most the switch
-density; a layer's ``kernel`` attribute (``"auto"``, ``"dense"``, ``"sparse"``)
-overrides it.
+density and at least a minimum of dense work; a layer's ``kernel`` attribute (``"auto"``,
+``"dense"``, ``"sparse"``) overrides it.
 """
 
 from __future__ import annotations
@@ -280,11 +280,10 @@ def sparse_conv(conv: nn.Module, x: Tensor, mask: Tensor, dense_weight_grad: boo
     ``conv`` is a wired ``Conv1d`` or ``Conv2d`` that :func:`conv_supported` accepts; the
     gradients are as for :func:`sparse_linear`.
     """
-    one_d = x.dim() == 3 if isinstance(conv, nn.Conv1d) else False
-    unbatched = x.dim() == (2 if isinstance(conv, nn.Conv1d) else 3)
+    one_d = isinstance(conv, nn.Conv1d)
+    unbatched = x.dim() == (2 if one_d else 3)
     if unbatched:
         x = x.unsqueeze(0)
-        one_d = isinstance(conv, nn.Conv1d)
     pads = conv_pads(conv)
     if conv.padding_mode != "zeros":  # the layer's own padding by its mode; then none
         x, pads = F.pad(x, pads, mode=conv.padding_mode), (0,) * len(pads)

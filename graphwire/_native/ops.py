@@ -667,37 +667,34 @@ class SparseConvCall:
         return None if failed else y
 
 
-#: The cost model's switch points, by kind of product: on a CPU with the compiled kernel,
-#: a product whose fraction of nonzero entries is at most this runs by the sparse kernel,
-#: else dense. ``"block"``: a frozen graph's block (from ``python -m benchmarks speed``:
-#: the kernel beat a dense product up to about 30% density on a 2-core AVX2 CPU);
-#: ``"linear"``: ``nn.Linear``; ``"pointwise"``: a 1 x 1 convolution without padding;
-#: ``"conv"``: any other ``Conv1d`` / ``Conv2d`` (linear layers timed on an idle AVX-512
-#: Xeon, convolutions on a shared AVX2 machine; see ``docs/concepts/freeze.md``).
-#: ``"train_linear"`` / ``"train_conv"``: a wired layer's training step by sparse
-#: products (forward, input gradient, sampled weight gradient) against the masked dense
-#: step (``python -m benchmarks sparse-training``, 2-core AMD EPYC: the sparse step won
-#: at 10% and broke even or lost at 20%). On GPUs dense products (cuBLAS, cuDNN) are
-#: always chosen.
+#: The cost model's switch points for inference, by kind of product: on a CPU with the
+#: compiled kernel, a product whose fraction of nonzero entries is at most this runs by
+#: the sparse kernel, else dense. ``"block"``: a frozen graph's block (from ``python -m
+#: benchmarks speed``: the kernel beat a dense product up to about 30% density on a
+#: 2-core AVX2 CPU); ``"linear"``: ``nn.Linear``; ``"pointwise"``: a 1 x 1 convolution
+#: without padding; ``"conv"``: any other ``Conv1d`` / ``Conv2d`` (linear layers timed on
+#: an idle AVX-512 Xeon, convolutions on a shared AVX2 machine; see
+#: ``docs/concepts/freeze.md``). On GPUs dense products (cuBLAS, cuDNN) are always chosen.
 _MAX_DENSITY: Mapping[str, float] = MappingProxyType(
-    {
-        "block": 0.25,
-        "linear": 0.2,
-        "pointwise": 0.25,
-        "conv": 0.15,
-        "train_linear": 0.15,
-        "train_conv": 0.15,
-    }
+    {"block": 0.25, "linear": 0.2, "pointwise": 0.25, "conv": 0.15}
 )
 
-
-#: The training kinds' second condition: the dense product's multiply-adds (rows times
-#: entries) at least this, else a layer's fixed costs per call (its layout from the mask,
-#: about 20-70 us, and the autograd glue) eat the gain (``python -m benchmarks
-#: sparse-training``, 2-core AMD EPYC: the MLP's 300 x 100 layer, 3.8 M at batch 128,
-#: gained; convolutions below 10 M were not measured).
-_MIN_TRAIN_WORK: Mapping[str, int] = MappingProxyType(
-    {"train_linear": 3_000_000, "train_conv": 10_000_000}
+#: The switch points of a wired layer's training step by sparse products (forward, input
+#: gradient, sampled weight gradient) against the masked dense step, by kind: tiers of
+#: ``(density, work)``, the step runs sparse where the fraction of selected weights is at
+#: most ``density`` and the dense product has at least ``work`` multiply-adds (rows times
+#: entries; below it a layer's fixed costs per call, its layout from the mask and the
+#: autograd glue, eat the gain). A step that needs the dense weight gradient (DNW, RigL's
+#: updates) has only two sparse products and uses the first tier only. From ``python -m
+#: benchmarks sparse-training`` on a 2-core AMD EPYC: sparse won at 10% and broke even
+#: or lost at 20% (convolutions; DNW's steps); the MLP's 784 x 300 layer at batch 128
+#: (30 M) won at 20% with RigL and SET, and its 300 x 100 layer (3.8 M) at 10%.
+#: Convolutions below 10 M were not measured.
+_TRAIN_SWITCHES: Mapping[str, tuple[tuple[float, int], ...]] = MappingProxyType(
+    {
+        "train_linear": ((0.15, 3_000_000), (0.25, 25_000_000)),
+        "train_conv": ((0.15, 10_000_000),),
+    }
 )
 
 
@@ -708,15 +705,16 @@ def sparse_pays(
     device: torch.device,
     dtype: torch.dtype,
     rows: int | None = None,
+    dense_weight_grad: bool = False,
 ) -> bool:
     """The cost model: run a product of ``entries`` with ``nnz`` nonzeros by the sparse kernel?
 
     ``True`` on a CPU with the native kernels loaded, where the fraction of nonzeros is
     at most the switch point of ``kind`` (``"block"``, ``"linear"``, ``"pointwise"``,
-    ``"conv"``; float32 or float64), or for the training kinds (``"train_linear"``,
-    ``"train_conv"``; float32 only) where moreover the dense product of ``rows`` input
-    rows (a convolution: output positions) has at least :data:`_MIN_TRAIN_WORK`
-    multiply-adds.
+    ``"conv"``; float32 or float64). For the training kinds (``"train_linear"``,
+    ``"train_conv"``; float32 only) the switch depends also on the dense product's size,
+    ``rows`` input rows (a convolution: output positions) times ``entries``, and on
+    whether the step needs the ``dense_weight_grad`` (see :data:`_TRAIN_SWITCHES`).
 
     Example:
         >>> import torch
@@ -727,15 +725,15 @@ def sparse_pays(
         >>> (big, small) == (available(), False)
         True
     """
-    training = kind in _MIN_TRAIN_WORK
-    if training and (dtype != torch.float32 or (rows or 0) * entries < _MIN_TRAIN_WORK[kind]):
+    if device.type != "cpu" or not available():
         return False
-    return (
-        device.type == "cpu"
-        and dtype in (torch.float32, torch.float64)
-        and nnz <= _MAX_DENSITY[kind] * max(entries, 1)
-        and available()
-    )
+    if kind in _TRAIN_SWITCHES:
+        if dtype != torch.float32:
+            return False
+        tiers = _TRAIN_SWITCHES[kind][: 1 if dense_weight_grad else None]
+        work = (rows or 0) * entries
+        return any(nnz <= d * max(entries, 1) and work >= w for d, w in tiers)
+    return dtype in (torch.float32, torch.float64) and nnz <= _MAX_DENSITY[kind] * max(entries, 1)
 
 
 def csr(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int) -> tuple[Tensor, Tensor, Tensor]:

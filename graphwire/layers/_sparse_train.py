@@ -21,9 +21,10 @@ the mask at every call: nothing is kept between calls.
 
 Which layers run sparse is the cost model's choice
 (:func:`~graphwire._native.ops.sparse_pays`, kinds ``"train_linear"`` and
-``"train_conv"``): float32 on a CPU with the compiled kernels, at most the switch
-density and at least a minimum of dense work; a layer's ``kernel`` attribute (``"auto"``,
-``"dense"``, ``"sparse"``) overrides it.
+``"train_conv"``): float32 on a CPU with the compiled kernels, at most a switch
+density for the size of the layer's dense product (and a lower one where the step needs
+the dense weight gradient); a layer's ``kernel`` attribute (``"auto"``, ``"dense"``,
+``"sparse"``) overrides it.
 """
 
 from __future__ import annotations
@@ -346,4 +347,5 @@ def uses_sparse(layer: nn.Module, kind: str, x: Tensor) -> bool:
             s // t for s, t in zip(x.shape[-len(layer.stride) :], layer.stride)
         )
     nnz = count_selected(layer.edge_mask)
-    return sparse_pays(kind, nnz, layer.weight.numel(), x.device, x.dtype, rows)
+    dense_grad = layer.shared_budget.dense_weight_grad()
+    return sparse_pays(kind, nnz, layer.weight.numel(), x.device, x.dtype, rows, dense_grad)

@@ -192,6 +192,16 @@ class WiredLinear(WiredLayer, nn.Linear):
         device: Device of the parameters.
         dtype: Dtype of the parameters.
 
+    Attributes:
+        kernel: ``"auto"`` (default), ``"dense"`` or ``"sparse"``: how a training step
+            computes. Where the rule needs no dense weight gradient at a step (RigL
+            between updates, SET, a fixed mask, pruning), the forward product, the input
+            gradient and the weight gradient (at the selected weights only) run by
+            sparse kernels; DNW keeps its dense weight gradient. ``"auto"`` leaves it to
+            the cost model (float32 on a CPU with the compiled kernels, at most 15% of
+            the weights, or 25% for a large layer, and enough work per call);
+            ``runs_sparse(x)`` tells what a call on ``x`` does. The gradients are the masked dense layer's either way.
+
     Example:
         >>> import torch
         >>> from graphwire.layers import WiredLinear
@@ -254,7 +264,10 @@ _CONV_DOC = """A ``{dense}`` whose kernel weights are selected by a wiring rule.
 
     Edge ``i -> o`` of its channel graph carries the kernel ``weight[o, i]``; selection is
     per weight. Takes ``{dense}``'s arguments plus ``rule``, ``k``, ``density`` and ``seed``
-    (see :class:`WiredLinear`).
+    (see :class:`WiredLinear`). Its ``kernel`` attribute and ``runs_sparse(x)`` method are
+    :class:`WiredLinear`'s: the 1-D and 2-D convolutions train by sparse products (every
+    stride, dilation, group count and padding mode, padding at most the dilated kernel's
+    reach); the 3-D one by dense products.
 
     Example:
         >>> import torch

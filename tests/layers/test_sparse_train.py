@@ -258,6 +258,18 @@ def test_auto_picks_sparse_where_the_cost_model_says_it_pays():
     assert not uses_sparse(sparse.double(), "train_linear", x.double())  # no float64 kernels
 
 
+@pytest.mark.skipif(not available(), reason="needs the compiled kernels")
+def test_a_large_linear_layer_runs_sparse_at_20_percent_unless_it_needs_the_dense_gradient():
+    x = torch.randn(128, 784)
+    assert WiredLinear(784, 300, density=0.2, seed=0, rule="set").runs_sparse(x)
+    assert not WiredLinear(784, 300, density=0.2, seed=0, rule="set").runs_sparse(x[:32])
+    assert not WiredLinear(784, 300, density=0.2, seed=0, rule="dnw").runs_sparse(x)
+    assert WiredLinear(784, 300, density=0.1, seed=0, rule="dnw").runs_sparse(x)
+    assert not WiredConv2d(16, 16, 3, padding=1, density=0.2, rule="set").runs_sparse(
+        torch.randn(128, 16, 32, 32)
+    )
+
+
 @pytest.mark.skipif(available(), reason="checks the choice without compiled kernels")
 def test_auto_keeps_the_dense_path_without_kernels():
     layer = WiredLinear(400, 300, density=0.1, seed=0, rule="set")

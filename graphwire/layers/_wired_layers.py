@@ -200,7 +200,8 @@ class WiredLinear(WiredLayer, nn.Linear):
             sparse kernels; DNW keeps its dense weight gradient. ``"auto"`` leaves it to
             the cost model (float32 on a CPU with the compiled kernels, at most 15% of
             the weights, or 25% for a large layer, and enough work per call);
-            ``runs_sparse(x)`` tells what a call on ``x`` does. The gradients are the masked dense layer's either way.
+            ``runs_sparse(x)`` tells what a call on ``x`` does. The gradients are the
+            masked dense layer's either way.
 
     Example:
         >>> import torch

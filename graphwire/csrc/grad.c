@@ -2,11 +2,12 @@
    weights (a sampled dense-dense product, SDDMM), never the dense gradient.
 
    gw_sddmm_f32 / _f64: out[e] = sum over p < L of a[v * L + p] * b[col[e] * L + p] for
-   every nonzero e of row v of a CSR pattern (rowptr, col): the weight gradient of a
-   sparse linear layer at its selected weights, from the transposed output gradient
-   a = dy^T [m, L] and the transposed input b = x^T [n, L]. The rows are split between
-   the threads by their nonzeros; each out[e] is one thread's sum in a fixed order, so
-   the result does not depend on the thread count. */
+   every nonzero e of row v of a CSR pattern (rowptr, col): with a = dy^T [m, L] and
+   b = x^T [n, L], the weight gradient of a sparse linear layer at its selected weights
+   (graphwire::sddmm; float32 layers run gw_linear_wgrad_f32 of linear.c instead, without
+   the transposed copies). The rows are split between the threads by their nonzeros;
+   each out[e] is one thread's sum in a fixed order, so the result does not depend on the
+   thread count. */
 #include "graphwire.h"
 #include "grad.h"
 

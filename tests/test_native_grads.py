@@ -63,17 +63,24 @@ def test_sddmm_is_the_dense_product_at_the_pattern(dtype, length):
     )
 
 
-def test_sddmm_does_not_depend_on_the_thread_count():
+def test_sampled_linear_gradients_do_not_depend_on_the_thread_count():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(200, 300, generator=g), torch.randn(150, 300, generator=g)
-    rowptr, col = grads.mask_pattern(_mask((200, 150), 0.2))[:2]
+    rowptr, col, flat = grads.mask_pattern(_mask((200, 150), 0.2))[:3]
+
+    def both():  # the float64 SDDMM, and the float32 layer gradient (x [300, 150], dy [300, 200])
+        return grads.sddmm(a.double(), b.double(), rowptr, col), grads.linear_weight_sampled(
+            b.t(), a.t(), rowptr, col, flat
+        )
+
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = grads.sddmm(a, b, rowptr, col)
+        one = both()
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(grads.sddmm(a, b, rowptr, col), one)
+    for got, expected in zip(both(), one):
+        assert torch.equal(got, expected)
 
 
 CONVS = [  # (in, out, kernel, stride, padding, dilation, groups, size)
@@ -116,8 +123,6 @@ def test_conv2d_weight_sampled_refuses_a_geometry_that_reads_past_the_input():
     rowptr, col, srow, scol = grads.conv_mask_pattern(mask, 1, (1, 1), (1, 1))[:4]
     bad = [1, 1, 1, 1, 6, 8, 6, 6]  # rows_q too small for the largest shift
     x, dy = torch.randn(1, 2, 6, 6), torch.randn(1, 2, 6, 6)
-    if grads.load() is None:  # the torch fallback reads what exists: nothing to refuse
-        pytest.skip("the check is the compiled kernel's")
     with pytest.raises(ValueError, match="reads past"):
         grads.conv2d_weight_sampled(x, dy, rowptr, col, srow, scol, bad)
 

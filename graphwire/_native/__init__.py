@@ -119,7 +119,6 @@ _SIGNATURES: dict[str, tuple[type | None, list[type]]] = {
     "gw_csr_linear_f32": (_INT, [_P] * 6 + [_I64] * 3 + [_INT, _I64]),
     "gw_ell_mix_f32": (_INT, [_P] * 4 + [_I64] * 4 + [_INT]),
     "gw_ell_mix_f64": (_INT, [_P] * 4 + [_I64] * 4 + [_INT]),
-    "gw_sddmm_f32": (_INT, [_P] * 5 + [_I64] * 2 + [_INT]),
     "gw_sddmm_f64": (_INT, [_P] * 5 + [_I64] * 2 + [_INT]),
     "gw_conv_wgrad_f32": (_INT, [_P] * 8 + [_INT]),
     "gw_linear_wgrad_f32": (_INT, [_P] * 6 + [_I64] * 3 + [_INT]),

@@ -196,13 +196,12 @@ def _torch_sddmm(a: Tensor, b: Tensor, rowptr: Tensor, col: Tensor) -> Tensor:
 def _sddmm(a: Tensor, b: Tensor, rowptr: Tensor, col: Tensor) -> Tensor:
     """The body of :func:`sddmm`."""
     lib = load() if a.device.type == "cpu" else None
-    kernels = {torch.float32: "gw_sddmm_f32", torch.float64: "gw_sddmm_f64"}
-    if lib is None or a.dtype not in kernels or b.dtype != a.dtype:
+    if lib is None or not a.dtype == b.dtype == torch.float64:  # float32: linear_weight_sampled
         return _torch_sddmm(a, b, rowptr, col)
     a, b, rowptr, col = (t.contiguous() for t in (a, b, rowptr, col))
     out = a.new_empty(col.numel())
     rows, length = a.shape
-    getattr(lib, kernels[a.dtype])(
+    lib.gw_sddmm_f64(
         a.data_ptr(),
         b.data_ptr(),
         rowptr.data_ptr(),
@@ -222,7 +221,8 @@ def sddmm(a: Tensor, b: Tensor, rowptr: Tensor, col: Tensor) -> Tensor:
     """``out[e] = <a[v], b[col[e]]>`` for every nonzero ``e`` of row ``v`` of a CSR pattern.
 
     The weight gradient of a sparse linear layer ``y = x @ w.T`` at its selected weights
-    is ``sddmm(dy.T, x.T, rowptr, col)``: the rows of ``a`` and ``b`` are contiguous, so
+    is ``sddmm(dy.T, x.T, rowptr, col)`` (the float64 kernel; float32 by torch, as float32
+    layers run :func:`linear_weight_sampled`): the rows of ``a`` and ``b`` are contiguous, so
     each entry is one contiguous dot product (four entries of a row share each load of
     ``a[v]``).
 
@@ -362,9 +362,11 @@ def _torch_conv2d_weight_sampled(
     length = out_h * cols_q
     xq = _phases(x, geometry)  # [B, n, P]
     wide = F.pad(dy, (0, cols_q - out_w)).reshape(batch, rows, length)  # [B, m, L]
+    offset = shift_row * cols_q + shift_col
+    if offset.numel() and int(offset.max()) + length > xq.shape[2]:
+        raise ValueError("conv2d_weight_sampled reads past its padded input: the geometry is wrong")
     row = _rows_of(rowptr)
     out = dy.new_zeros(col.numel())
-    offset = shift_row * cols_q + shift_col
     for off in torch.unique(offset).tolist():
         at = (offset == off).nonzero().flatten()
         window = xq[:, :, off : off + length]  # [B, n, L]

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from graphwire._native import load as _load_native
 
 __all__ = [
+    "KERNELS",
     "available",
     "conv_geometry",
     "conv_layout",
@@ -666,6 +667,11 @@ class SparseConvCall:
         failed = kernel(x.data_ptr(), y.data_ptr(), *ptrs, res, sizes, int(relu), threads)
         return None if failed else y
 
+
+#: How a module with sparse kernels computes: the cost model's choice (``"auto"``), or one
+#: path forced. The ``kernel`` of :func:`graphwire.freeze` (the frozen blocks and layers)
+#: and of the wired layers' training step.
+KERNELS = ("auto", "dense", "sparse")
 
 #: The cost model's switch points for inference, by kind of product: on a CPU with the
 #: compiled kernel, a product whose fraction of nonzero entries is at most this runs by

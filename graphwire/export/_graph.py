@@ -24,11 +24,7 @@ from graphwire.backends.spec import WiredSpec, check_features
 from graphwire.errors import GraphError, ReachabilityError
 from graphwire.export._blocks import Mix
 
-__all__ = ["FrozenGraph", "KERNELS"]
-
-#: How the blocks of a frozen graph (and the layers of a frozen model) run: chosen by
-#: the cost model, or one kernel forced for all.
-KERNELS = ("auto", "dense", "sparse")
+__all__ = ["FrozenGraph"]
 
 
 def _block(weight: Tensor, kernel: str, device: torch.device) -> Mix:

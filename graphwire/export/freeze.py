@@ -19,13 +19,14 @@ import torch
 from torch import nn
 from torch.nn.utils import skip_init
 
+from graphwire._native.ops import KERNELS
 from graphwire._utils import choose, describe, replace_modules
 from graphwire.errors import ConfigError
 from graphwire.execution.wired import WiredGraph
 from graphwire.export._compact import compact_channels
 from graphwire.export._fold import fold_batchnorms
 from graphwire.export._fuse import fuse_epilogues
-from graphwire.export._graph import KERNELS, FrozenGraph
+from graphwire.export._graph import FrozenGraph
 from graphwire.export._layers import sparse_layer
 from graphwire.layers import WiredConv1d, WiredConv2d, WiredConv3d, WiredLinear
 from graphwire.wiring import WiredModule

@@ -44,6 +44,7 @@ from graphwire._native.grads import (
     mask_pattern,
 )
 from graphwire._native.ops import (
+    KERNELS,
     conv_geometry,
     conv_pads,
     csr_linear,
@@ -55,7 +56,6 @@ from graphwire.errors import ConfigError
 from graphwire.wiring import WiringRule
 
 __all__ = [
-    "KERNELS",
     "ConvPattern",
     "LinearPattern",
     "check_kernel",
@@ -67,12 +67,9 @@ __all__ = [
     "uses_sparse",
 ]
 
-#: What a wired layer's ``kernel`` may be: the cost model's choice, or always one path.
-KERNELS = ("auto", "dense", "sparse")
-
 
 def check_kernel(kernel: str) -> str:
-    """``kernel`` if it is one of :data:`KERNELS`; else a ``ConfigError`` naming them."""
+    """``kernel`` if it is one of ``KERNELS``; else a ``ConfigError`` naming them."""
     choose("kernel", kernel, dict.fromkeys(KERNELS), ConfigError)
     return kernel
 
